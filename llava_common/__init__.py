@@ -1,0 +1,1 @@
+"""Pieces shared by every process role: settings machinery, exit codes, logging."""

@@ -1,0 +1,109 @@
+"""Declarative, validated settings read once from the environment.
+
+Each process role declares one frozen dataclass whose fields are made with
+`setting(ENV_NAME, default, parser, help)`. `load(cls, environ)` parses every
+field, collects *all* problems and raises one `SettingsError` that names each bad
+variable, so a misconfigured deployment is fixed in one round trip.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Mapping, TypeVar
+
+T = TypeVar("T")
+Parser = Callable[[str], Any]
+
+
+class SettingsError(ValueError):
+    """One or more environment variables hold a value that cannot be used."""
+
+
+def setting(env: str, default: Any, parse: Parser, help: str) -> Any:
+    """A dataclass field bound to environment variable `env`."""
+    return dataclasses.field(default=default, metadata={"env": env, "parse": parse, "help": help})
+
+
+def load(cls: type[T], environ: Mapping[str, str]) -> T:
+    values, problems = {}, []
+    for f in dataclasses.fields(cls):
+        env = f.metadata["env"]
+        raw = environ.get(env)
+        if raw is None or raw.strip() == "":
+            continue  # the default applies
+        try:
+            values[f.name] = f.metadata["parse"](raw.strip())
+        except ValueError as exc:
+            problems.append(f"{env}={raw!r}: {exc}")
+    if problems:
+        raise SettingsError("invalid settings: " + "; ".join(problems))
+    return cls(**values)
+
+
+def describe(cls: type) -> list[tuple[str, str, str]]:
+    """(variable, default, description) rows, for the README and --help."""
+    rows = []
+    for f in dataclasses.fields(cls):
+        default = f.default
+        shown = "" if default is None else (",".join(map(str, default)) if isinstance(default, tuple) else str(default))
+        rows.append((f.metadata["env"], shown, f.metadata["help"]))
+    return rows
+
+
+# ---- parsers: each raises ValueError with a message a person can act on ----
+
+def integer(lo: int | None = None, hi: int | None = None) -> Parser:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError("expected a whole number") from None
+        _check_range(value, lo, hi)
+        return value
+    return parse
+
+
+def number(lo: float | None = None, hi: float | None = None) -> Parser:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError("expected a number") from None
+        if not math.isfinite(value):
+            raise ValueError("expected a finite number")
+        _check_range(value, lo, hi)
+        return value
+    return parse
+
+
+def choice(*options: str) -> Parser:
+    def parse(raw: str) -> str:
+        value = raw.lower()
+        if value not in options:
+            raise ValueError("expected one of " + ", ".join(options))
+        return value
+    return parse
+
+
+def boolean(raw: str) -> bool:
+    value = raw.lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def text(raw: str) -> str:
+    return raw
+
+
+def csv(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _check_range(value: float, lo: float | None, hi: float | None) -> None:
+    if lo is not None and value < lo:
+        raise ValueError(f"must be >= {lo}")
+    if hi is not None and value > hi:
+        raise ValueError(f"must be <= {hi}")
