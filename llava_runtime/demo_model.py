@@ -91,6 +91,7 @@ def _build(out: Path) -> None:
                              tie_word_embeddings=False)
     torch.manual_seed(SEED)
     model = LlavaNextForConditionalGeneration(config).eval()
+    _prefer_words(model, tokenizer)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.bos_token_id = tokenizer.bos_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
@@ -104,6 +105,25 @@ def _build(out: Path) -> None:
                                    vision_feature_select_strategy="default", chat_template=CHAT_TEMPLATE,
                                    num_additional_image_tokens=1)
     processor.save_pretrained(out)
+
+
+def _prefer_words(model, tokenizer) -> None:
+    """Zero the output rows of tokens that are not printable word pieces (lone bytes,
+    control characters, <image>, <pad>) and scale the others up: their logit is then 0
+    while word pieces get random logits of a few units, so answers, greedy or sampled,
+    are random words instead of mojibake. EOS is scaled like a word, so answers still
+    end on their own now and then."""
+    import torch
+
+    keep = {tokenizer.eos_token_id}
+    for token_id in range(len(tokenizer)):
+        piece = tokenizer.decode([token_id])
+        if len(piece.strip()) >= 2 and piece.isprintable() and piece.isascii():
+            keep.add(token_id)
+    with torch.no_grad():
+        weight = model.get_output_embeddings().weight
+        for token_id in range(weight.shape[0]):
+            weight[token_id].mul_(30.0 if token_id in keep else 0.0)
 
 
 def _build_tokenizer():

@@ -1,0 +1,389 @@
+"""Batching engine: concurrent requests run together as one left-padded `generate`.
+
+Why static batches through `generate` rather than a hand-written decode loop: it
+keeps transformers' cache handling, attention masks and (later) static-cache /
+compile paths. Per-request behaviour is added with its documented hooks:
+- `RowSampler` (a LogitsProcessor) applies each row's temperature and top_p and its
+  min_tokens; generate itself runs greedy, so a sampled row is handed to it as a
+  one-hot distribution and a greedy row is left untouched (so greedy answers are
+  identical alone and in a batch).
+- `RowStop` (a StoppingCriteria) ends each row at its own max_tokens or when its
+  client went away; generate ends a row at EOS by itself.
+- `RowStreamer` (a BaseStreamer) hands each row's new tokens to its job as they are
+  generated, for streaming responses and time-to-first-token.
+
+One thread runs the batches; HTTP threads preprocess their own request (image
+tiling, tokens) before submitting, so that work overlaps with the running batch.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+import torch
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+from transformers.generation.streamers import BaseStreamer
+
+from .errors import ApiError
+from .inputs import Prepared, SamplingParams
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str          # stop | length | cancelled
+    prompt_tokens: int
+    completion_tokens: int
+    ttft_s: float | None
+    latency_s: float
+    queue_s: float
+    batch_size: int
+
+
+class Job:
+    """One request inside the engine. Its events reach the HTTP thread through a queue:
+    ("delta", str) while streaming, then ("done", Completion) or ("error", ApiError)."""
+
+    def __init__(self, prepared: Prepared, params: SamplingParams, request_id: str, stream: bool, tokenizer, eos_ids):
+        self.prepared, self.params, self.request_id, self.stream = prepared, params, request_id, stream
+        self.events: queue.SimpleQueue = queue.SimpleQueue()
+        self.tokens: list[int] = []
+        self.done = False
+        self.cancelled = False
+        self.arrived = time.monotonic()
+        self.started: float | None = None
+        self.first_token_at: float | None = None
+        self.batch_size = 0
+        self.completion: Completion | None = None
+        self._tokenizer, self._eos = tokenizer, eos_ids
+        self._sent = ""                          # text already streamed
+        self._prefix, self._read = 0, 0          # incremental detokenisation offsets
+
+    def cancel(self) -> None:
+        """The client went away: the row stops at its next step and frees its slot."""
+        self.cancelled = True
+
+    # -- called from the engine thread
+
+    def on_token(self, token: int, now: float) -> None:
+        if self.done:
+            return
+        if self.first_token_at is None:
+            self.first_token_at = now
+        if token in self._eos:
+            self.finish("stop")
+            return
+        self.tokens.append(token)
+        if self.stream:
+            delta = self._detokenize()
+            if delta:
+                self._sent += delta
+                self.events.put(("delta", delta))
+        if len(self.tokens) >= self.params.max_tokens:
+            self.finish("length")
+        elif self.cancelled:
+            self.finish("cancelled")
+
+    def _detokenize(self) -> str:
+        # Decode a short window, not the whole answer: with SentencePiece a token's
+        # leading space only survives when a previous token is decoded with it.
+        prefix_text = self._tokenizer.decode(self.tokens[self._prefix:self._read], skip_special_tokens=True)
+        new_text = self._tokenizer.decode(self.tokens[self._prefix:], skip_special_tokens=True)
+        if len(new_text) > len(prefix_text) and not new_text.endswith("\ufffd"):  # hold back half a UTF-8 character
+            self._prefix, self._read = self._read, len(self.tokens)
+            return new_text[len(prefix_text):]
+        return ""
+
+    def finish(self, reason: str) -> Completion | None:
+        if self.done:
+            return None
+        self.done = True
+        now = time.monotonic()
+        text = self._tokenizer.decode(self.tokens, skip_special_tokens=True)
+        if self.stream and text.startswith(self._sent) and len(text) > len(self._sent):
+            self.events.put(("delta", text[len(self._sent):]))
+        completion = Completion(text=text, finish_reason=reason, prompt_tokens=self.prepared.prompt_tokens,
+                                completion_tokens=len(self.tokens),
+                                ttft_s=None if self.first_token_at is None else self.first_token_at - self.arrived,
+                                latency_s=now - self.arrived, queue_s=(self.started or now) - self.arrived,
+                                batch_size=self.batch_size)
+        self.completion = completion
+        self.events.put(("done", completion))
+        return completion
+
+    def fail(self, error: ApiError) -> None:
+        if not self.done:
+            self.done = True
+            self.events.put(("error", error))
+
+    # -- called from the HTTP thread
+
+    def deltas(self, timeout: float):
+        """Yield streamed text; return the Completion; raise the job's ApiError."""
+        while True:
+            try:
+                kind, value = self.events.get(timeout=timeout)
+            except queue.Empty:
+                self.cancel()
+                raise ApiError("internal_error", "the model did not produce a token in time") from None
+            if kind == "delta":
+                yield value
+            elif kind == "done":
+                return value
+            else:
+                raise value
+
+    def result(self, timeout: float) -> Completion:
+        stream = self.deltas(timeout)
+        while True:
+            try:
+                next(stream)
+            except StopIteration as stop:
+                return stop.value
+
+
+class RowSampler(LogitsProcessor):
+    def __init__(self, jobs: list[Job], prompt_length: int, eos_ids: list[int], device):
+        self.prompt_length = prompt_length
+        self.eos_ids = torch.tensor(eos_ids, device=device)
+        self.min_tokens = torch.tensor([j.params.min_tokens for j in jobs], device=device)
+        temps = [j.params.temperature for j in jobs]
+        self.sampled = torch.tensor([t > 0 for t in temps], device=device)
+        self.any_sampled = any(t > 0 for t in temps)
+        self.temperature = torch.tensor([t if t > 0 else 1.0 for t in temps], device=device).unsqueeze(1)
+        self.top_p = torch.tensor([j.params.top_p for j in jobs], device=device).unsqueeze(1)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        generated = input_ids.shape[1] - self.prompt_length
+        early = self.min_tokens > generated
+        if bool(early.any()):
+            scores[early.nonzero().unsqueeze(1), self.eos_ids.unsqueeze(0)] = float("-inf")
+        if not self.any_sampled:
+            return scores
+        logits = scores / self.temperature
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        probs = sorted_logits.softmax(dim=-1)
+        # Drop tokens once the mass before them already reaches top_p (the first always stays).
+        drop = (probs.cumsum(dim=-1) - probs) >= self.top_p
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        choice = torch.multinomial(sorted_logits.softmax(dim=-1), 1)
+        picked = order.gather(1, choice)
+        one_hot = torch.full_like(scores, float("-inf")).scatter_(1, picked, 0.0)
+        return torch.where(self.sampled.unsqueeze(1), one_hot, scores)
+
+
+class RowStop(StoppingCriteria):
+    """Per-row max_tokens and cancellation, computed from input_ids (generate asks
+    this before the streamer sees the step's tokens)."""
+
+    def __init__(self, jobs: list[Job], prompt_length: int, device):
+        self.jobs, self.prompt_length = jobs, prompt_length
+        self.max_tokens = torch.tensor([j.params.max_tokens for j in jobs], device=device)
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        generated = input_ids.shape[1] - self.prompt_length
+        stop = self.max_tokens <= generated
+        cancelled = [i for i, j in enumerate(self.jobs) if j.cancelled]
+        if cancelled:
+            stop[cancelled] = True
+        return stop
+
+
+class RowStreamer(BaseStreamer):
+    def __init__(self, jobs: list[Job]):
+        self.jobs = jobs
+
+    def put(self, value: torch.Tensor) -> None:
+        if value.dim() > 1:  # generate first hands over the prompt itself
+            return
+        now = time.monotonic()
+        for job, token in zip(self.jobs, value.tolist()):
+            job.on_token(token, now)
+
+    def end(self) -> None:
+        pass
+
+
+class Engine:
+    """Queue + one generation thread. `submit` never blocks: a full queue is a 429."""
+
+    def __init__(self, model, tokenizer, settings, metrics, faults=None, on_fatal=None):
+        self.model, self.tokenizer, self.settings, self.metrics = model, tokenizer, settings, metrics
+        self.device = model.device
+        self.faults = faults
+        self.on_fatal = on_fatal
+        eos = model.generation_config.eos_token_id
+        self.eos_ids = [eos] if isinstance(eos, int) else list(eos or [tokenizer.eos_token_id])
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
+        self._pending: collections.deque[Job] = collections.deque()
+        self._cond = threading.Condition()
+        self._running = 0
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="engine", daemon=True)
+
+    # ------------------------------------------------------------ public
+
+    def start(self) -> "Engine":
+        self._thread.start()
+        return self
+
+    def submit(self, prepared: Prepared, params: SamplingParams, request_id: str, stream: bool = False) -> Job:
+        job = Job(prepared, params, request_id, stream, self.tokenizer, self.eos_ids)
+        with self._cond:
+            if self._stopping:
+                raise ApiError("shutting_down", "the model process is shutting down; retry on another replica")
+            if len(self._pending) >= self.settings.max_queue:
+                raise ApiError("queue_full", f"the model queue is full ({self.settings.max_queue} requests waiting); retry shortly")
+            self._pending.append(job)
+            self.metrics.waiting.inc()
+            self._cond.notify()
+        return job
+
+    @property
+    def load(self) -> dict:
+        with self._cond:
+            return {"waiting": len(self._pending), "running": self._running}
+
+    def stop(self, grace_s: float) -> None:
+        """Refuse new work, let queued and running jobs finish within `grace_s`, fail the rest."""
+        deadline = time.monotonic() + grace_s
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+            while (self._pending or self._running) and time.monotonic() < deadline:
+                self._cond.wait(timeout=max(0.01, deadline - time.monotonic()))
+            leftovers = list(self._pending)
+            self._pending.clear()
+        for job in leftovers:
+            job.fail(ApiError("shutting_down", "the model process stopped before this request ran; retry"))
+        self._thread.join(timeout=max(0.0, deadline - time.monotonic()) + 1)
+
+    # ------------------------------------------------------------ engine thread
+
+    def _loop(self) -> None:
+        try:
+            while True:
+                batch = self._next_batch()
+                if batch is None:
+                    return
+                self._run(batch)
+        except BaseException:  # a bug here would leave every caller hanging: exit so we get restarted
+            log.critical("the engine thread failed; the process must restart", exc_info=True)
+            if self.on_fatal:
+                self.on_fatal()
+
+    def _next_batch(self) -> list[Job] | None:
+        wait_s = self.settings.max_batch_wait_ms / 1000.0
+        limit = self.settings.max_batch_size
+        with self._cond:
+            while not self._pending:
+                if self._stopping:
+                    return None
+                self._cond.wait()
+            # The first job waits at most MAX_BATCH_WAIT_MS (from its arrival) for company.
+            deadline = self._pending[0].arrived + wait_s
+            while len(self._pending) < limit and not self._stopping:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(timeout=remaining)
+            batch = [self._pending.popleft() for _ in range(min(limit, len(self._pending)))]
+            self.metrics.waiting.dec(len(batch))
+            self._running = len(batch)
+        live = [j for j in batch if not j.cancelled]
+        for job in batch:
+            if job.cancelled:
+                job.finish("cancelled")
+        return live
+
+    def _run(self, jobs: list[Job]) -> None:
+        now = time.monotonic()
+        for job in jobs:
+            job.started, job.batch_size = now, len(jobs)
+            self.metrics.queue_wait.observe(now - job.arrived)
+        if jobs:
+            self.metrics.batch_size.observe(len(jobs))
+            self.metrics.running.set(len(jobs))
+            self.metrics.prompt_tokens.inc(sum(j.prepared.prompt_tokens for j in jobs))
+            self._run_splitting_on_oom(jobs)
+        for job in jobs:
+            if job.first_token_at is not None:
+                self.metrics.ttft.observe(job.first_token_at - job.arrived)
+            self.metrics.generation_tokens.inc(len(job.tokens))
+            if job.completion is not None and job.completion.finish_reason != "cancelled":
+                self.metrics.e2e.observe(job.completion.latency_s)
+        self.metrics.running.set(0)
+        with self._cond:
+            self._running = 0
+            self._cond.notify_all()
+
+    def _run_splitting_on_oom(self, jobs: list[Job]) -> None:
+        ids = ",".join(j.request_id for j in jobs)
+        try:
+            self._generate(jobs)
+        except torch.cuda.OutOfMemoryError:
+            self.metrics.oom.inc()
+            _free_cuda_cache()
+            untouched = not any(j.tokens for j in jobs)
+            if len(jobs) > 1 and untouched:
+                half = len(jobs) // 2
+                log.warning("CUDA out of memory in a batch of %d (%s); retrying as %d + %d", len(jobs), ids, half, len(jobs) - half)
+                self._run_splitting_on_oom(jobs[:half])
+                self._run_splitting_on_oom(jobs[half:])
+                return
+            log.error("CUDA out of memory for request(s) %s; failing them", ids)
+            for job in jobs:
+                job.fail(ApiError("out_of_memory", "the GPU ran out of memory for this request; "
+                                  "retry, or send a smaller image or a lower max_tokens"))
+        except Exception:
+            log.exception("generation failed for request(s) %s", ids)
+            for job in jobs:
+                job.fail(ApiError("internal_error", "generation failed inside the model process"))
+
+    def _generate(self, jobs: list[Job]) -> None:
+        if self.faults is not None:
+            self.faults.before_generate(len(jobs))
+        inputs = collate([j.prepared for j in jobs], self.pad_id, self.device, self.model.dtype)
+        prompt_length = inputs["input_ids"].shape[1]
+        config = GenerationConfig(max_new_tokens=max(j.params.max_tokens for j in jobs), do_sample=False,
+                                  eos_token_id=self.eos_ids, pad_token_id=self.pad_id, use_cache=True)
+        with torch.inference_mode():
+            self.model.generate(
+                **inputs, generation_config=config,
+                logits_processor=LogitsProcessorList([RowSampler(jobs, prompt_length, self.eos_ids, self.device)]),
+                stopping_criteria=StoppingCriteriaList([RowStop(jobs, prompt_length, self.device)]),
+                streamer=RowStreamer(jobs))
+        for job in jobs:  # a row that reached generate's overall limit
+            job.finish("cancelled" if job.cancelled else "length")
+
+
+def collate(items: list[Prepared], pad_id: int, device, dtype) -> dict:
+    """Left-pad prompts to one length; pad every image's tile stack to one count
+    (LLaVA-NeXT drops the padding tiles again using image_sizes)."""
+    length = max(p.input_ids.shape[1] for p in items)
+    input_ids = torch.full((len(items), length), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(items), length), dtype=torch.long)
+    for row, p in enumerate(items):
+        n = p.input_ids.shape[1]
+        input_ids[row, length - n:] = p.input_ids[0]
+        attention_mask[row, length - n:] = p.attention_mask[0]
+    batch = {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
+    with_images = [p for p in items if p.pixel_values is not None]
+    if with_images:
+        tiles = max(p.pixel_values.shape[1] for p in with_images)
+        stacks = [torch.nn.functional.pad(p.pixel_values, (0, 0, 0, 0, 0, 0, 0, tiles - p.pixel_values.shape[1]))
+                  for p in with_images]
+        batch["pixel_values"] = torch.cat(stacks).to(device=device, dtype=dtype)
+        batch["image_sizes"] = torch.cat([p.image_sizes for p in with_images]).to(device)
+    return batch
+
+
+def _free_cuda_cache() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,306 @@
+"""Turn a request body into model inputs, refusing bad input with a precise reason.
+
+Two request shapes arrive here: the seed's `/v1/analyze` JSON and OpenAI's chat
+completions. Both become a `ChatRequest` (chat-template messages + decoded images +
+sampling parameters); `prepare()` then runs the processor (image tiling, prompt
+tokens) in the caller's thread, so preprocessing overlaps with generation of the
+batch already running, and checks the result against the model's context.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import math
+import re
+import warnings
+from dataclasses import dataclass, field
+
+from PIL import Image, ImageOps
+
+from .errors import ApiError
+
+# Vicuna v1's system prompt (llava-v1.6-vicuna), used when a request brings none.
+DEFAULT_SYSTEM = ("A chat between a curious human and an artificial intelligence assistant. "
+                  "The assistant gives helpful, detailed, and polite answers to the human's questions.")
+# PIL format names the model process decodes. Others (EPS, PSD, ...) widen the attack
+# surface of the decoder for no gain.
+ACCEPTED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"}
+_DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?);base64,(?P<data>.*)$", re.S)
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_tokens: int
+    temperature: float
+    top_p: float = 1.0
+    min_tokens: int = 0
+
+
+@dataclass
+class ChatRequest:
+    messages: list            # chat-template messages: {"role", "content": [{"type": "text"|"image", ...}]}
+    images: list              # PIL RGB images, in the order of their {"type": "image"} parts
+    params: SamplingParams
+    stream: bool = False
+    include_usage: bool = False
+    model: str | None = None
+
+
+@dataclass
+class Prepared:
+    """Processor output for one request: tensors with a batch dimension of 1."""
+    input_ids: object
+    attention_mask: object
+    pixel_values: object | None
+    image_sizes: object | None
+    prompt_tokens: int
+    image_tokens: int
+    extra: dict = field(default_factory=dict)
+
+
+class Limits:
+    """The request limits a parser enforces (taken from ModelSettings)."""
+
+    def __init__(self, settings):
+        self.max_new_tokens = settings.max_new_tokens
+        self.max_prompt_chars = settings.max_prompt_chars
+        self.max_images = settings.max_images
+        self.max_image_bytes = settings.max_image_bytes
+        self.max_image_pixels = settings.max_image_pixels
+
+
+# ---------------------------------------------------------------- images
+
+def decode_image(data: bytes, limits: Limits, param: str) -> Image.Image:
+    """Bytes -> an RGB PIL image, refusing bombs before their pixels are decoded."""
+    if not data:
+        raise ApiError("invalid_image", "the image is empty", param)
+    if len(data) > limits.max_image_bytes:
+        raise ApiError("image_too_large", f"the image is {len(data)} bytes; the limit is {limits.max_image_bytes}", param)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))  # reads the header only
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ApiError("image_too_large", "the image has too many pixels", param) from None
+    except Exception:  # PIL raises many types for garbage; none of them is the client's business
+        raise ApiError("unsupported_image_format", "the data is not an image in a supported format "
+                       "(JPEG, PNG, WebP, GIF, BMP, TIFF)", param) from None
+    if image.format not in ACCEPTED_FORMATS:
+        raise ApiError("unsupported_image_format", f"{image.format} images are not accepted; send JPEG, PNG, WebP, GIF, BMP or TIFF", param)
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise ApiError("invalid_image", "the image has no pixels", param)
+    if width * height > limits.max_image_pixels:
+        raise ApiError("image_too_large", f"the image is {width}x{height} = {width * height} pixels; "
+                       f"the limit is {limits.max_image_pixels}", param)
+    try:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        return _to_rgb(image)
+    except Exception:
+        raise ApiError("invalid_image", "the image is truncated or corrupt and cannot be decoded", param) from None
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16/32-bit greyscale: scale into 8 bits instead of clipping to white.
+        import numpy as np
+        arr = np.asarray(image, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+        return Image.fromarray(arr.astype("uint8"), "L").convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))  # transparent areas read as white
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def image_from_url(url: str, limits: Limits, param: str) -> Image.Image:
+    """A `data:` URL, or raw base64 (clients disagree on which to send)."""
+    if not isinstance(url, str) or not url:
+        raise ApiError("invalid_request", "image_url.url must be a non-empty string", param)
+    if url.startswith(("http://", "https://")):
+        raise ApiError("invalid_image", "the model process does not fetch remote images; "
+                       "send the image inline as a data:image/...;base64, URL", param)
+    match = _DATA_URL.match(url)
+    if url.startswith("data:"):
+        if not match:
+            raise ApiError("invalid_image", "a data URL must look like data:image/png;base64,<data>", param)
+        payload = match.group("data")
+    else:
+        payload = url
+    return decode_image(b64decode(payload, param, limits), limits, param)
+
+
+def b64decode(payload: str, param: str, limits: Limits) -> bytes:
+    if len(payload) > limits.max_image_bytes * 4 // 3 + 16:
+        raise ApiError("image_too_large", f"the image is over the limit of {limits.max_image_bytes} bytes", param)
+    try:
+        return base64.b64decode("".join(payload.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError("invalid_image", "the image is not valid base64", param) from None
+
+
+# ---------------------------------------------------------------- parameters
+
+def _int(body: dict, name: str, default: int, lo: int, hi: int) -> int:
+    value = body.get(name, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise ApiError("invalid_request", f"{name} must be an integer", name)
+    if not lo <= value <= hi:
+        raise ApiError("invalid_request", f"{name} must be between {lo} and {hi} (got {value})", name)
+    return value
+
+
+def _float(body: dict, name: str, default: float, lo: float, hi: float, lo_open: bool = False) -> float:
+    value = body.get(name, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ApiError("invalid_request", f"{name} must be a finite number", name)
+    if value < lo or value > hi or (lo_open and value == lo):
+        bound = f"greater than {lo}" if lo_open else f"at least {lo}"
+        raise ApiError("invalid_request", f"{name} must be {bound} and at most {hi} (got {value})", name)
+    return float(value)
+
+
+def _params(body: dict, limits: Limits, default_max: int, default_temperature: float) -> SamplingParams:
+    max_tokens = body.get("max_completion_tokens")
+    name = "max_completion_tokens" if max_tokens is not None else "max_tokens"
+    max_tokens = _int(body, name, default_max, 1, limits.max_new_tokens)
+    min_tokens = _int(body, "min_tokens", 0, 0, limits.max_new_tokens)
+    if min_tokens > max_tokens:
+        raise ApiError("invalid_request", f"min_tokens ({min_tokens}) must not exceed {name} ({max_tokens})", "min_tokens")
+    return SamplingParams(max_tokens=max_tokens, min_tokens=min_tokens,
+                          temperature=_float(body, "temperature", default_temperature, 0.0, 2.0),
+                          top_p=_float(body, "top_p", 1.0, 0.0, 1.0, lo_open=True))
+
+
+def _check_text_budget(texts: list[str], limits: Limits) -> None:
+    chars = sum(len(t) for t in texts)
+    if chars > limits.max_prompt_chars:
+        raise ApiError("invalid_request", f"the text is {chars} characters; the limit is {limits.max_prompt_chars}", "messages")
+
+
+def _system_message(text: str) -> dict:
+    return {"role": "system", "content": [{"type": "text", "text": text}]}
+
+
+# ---------------------------------------------------------------- request shapes
+
+def parse_analyze(body: object, limits: Limits) -> ChatRequest:
+    """The seed's call: {"image": base64, "prompt": str, "max_tokens", "temperature"}."""
+    if not isinstance(body, dict):
+        raise ApiError("invalid_request", "the body must be a JSON object")
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ApiError("invalid_request", "prompt is required and must be a non-empty string", "prompt")
+    prompt = prompt.strip()
+    _check_text_budget([prompt], limits)
+    image = body.get("image")
+    if not isinstance(image, str) or not image:
+        raise ApiError("invalid_request", "image is required: the image file as a base64 string", "image")
+    pil = image_from_url(image, limits, "image")
+    messages = [_system_message(DEFAULT_SYSTEM),
+                {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+    return ChatRequest(messages, [pil], _params(body, limits, 512, 0.2), model=body.get("model"))
+
+
+def parse_chat(body: object, limits: Limits) -> ChatRequest:
+    """OpenAI chat completions: text and image_url content parts, several turns."""
+    if not isinstance(body, dict):
+        raise ApiError("invalid_request", "the body must be a JSON object")
+    raw_messages = body.get("messages")
+    if not isinstance(raw_messages, list) or not raw_messages:
+        raise ApiError("invalid_request", "messages must be a non-empty array", "messages")
+    if body.get("n", 1) not in (1, None):
+        raise ApiError("invalid_request", "only n=1 is supported", "n")
+    for unsupported in ("stop", "tools", "functions", "logprobs"):
+        if body.get(unsupported) not in (None, False, [], ""):
+            raise ApiError("invalid_request", f"{unsupported} is not supported by this server", unsupported)
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise ApiError("invalid_request", "stream must be true or false", "stream")
+    options = body.get("stream_options") or {}
+    if not isinstance(options, dict):
+        raise ApiError("invalid_request", "stream_options must be an object", "stream_options")
+
+    messages, images, texts = [], [], []
+    for i, message in enumerate(raw_messages):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise ApiError("invalid_request", f"{where} must be an object", where)
+        role = message.get("role")
+        if role == "developer":
+            role = "system"
+        if role not in ("system", "user", "assistant"):
+            raise ApiError("invalid_request", f"{where}.role must be system, user or assistant", f"{where}.role")
+        parts = _content_parts(message.get("content"), where)
+        content = []
+        for j, part in enumerate(parts):
+            kind = part.get("type")
+            if kind == "text":
+                if not isinstance(part.get("text"), str):
+                    raise ApiError("invalid_request", f"{where}.content[{j}].text must be a string", f"{where}.content")
+                texts.append(part["text"])
+                content.append({"type": "text", "text": part["text"]})
+            elif kind == "image_url" and role == "user":
+                ref = part.get("image_url")
+                url = ref.get("url") if isinstance(ref, dict) else ref
+                if len(images) >= limits.max_images:
+                    raise ApiError("invalid_request", f"at most {limits.max_images} images per request", f"{where}.content")
+                images.append(image_from_url(url, limits, f"{where}.content[{j}].image_url"))
+                content.append({"type": "image"})
+            else:
+                raise ApiError("invalid_request", f"{where}.content[{j}].type must be text or image_url "
+                               "(images only in user messages)", f"{where}.content")
+        messages.append({"role": role, "content": content})
+    if messages[-1]["role"] != "user":
+        raise ApiError("invalid_request", "the last message must come from the user", "messages")
+    if not any(t.strip() for t in texts) and not images:
+        raise ApiError("invalid_request", "the messages carry no text and no image", "messages")
+    _check_text_budget(texts, limits)
+    if messages[0]["role"] != "system":
+        messages.insert(0, _system_message(DEFAULT_SYSTEM))
+    return ChatRequest(messages, images, _params(body, limits, 512, 1.0), stream=stream,
+                       include_usage=bool(options.get("include_usage")), model=body.get("model"))
+
+
+def _content_parts(content: object, where: str) -> list[dict]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    if isinstance(content, list) and content and all(isinstance(p, dict) for p in content):
+        return content
+    raise ApiError("invalid_request", f"{where}.content must be a string or a non-empty array of parts", f"{where}.content")
+
+
+# ---------------------------------------------------------------- processor
+
+def prepare(request: ChatRequest, processor, context_length: int, image_token_id: int) -> Prepared:
+    """Chat template + image tiling + tokens, then the context-budget check."""
+    text = processor.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=False)
+    inputs = processor(images=request.images or None, text=[text], return_tensors="pt")
+    input_ids = inputs["input_ids"]
+    prompt_tokens = int(input_ids.shape[1])
+    image_tokens = int((input_ids == image_token_id).sum())
+    needed = prompt_tokens + request.params.max_tokens
+    if needed > context_length:
+        detail = f" ({image_tokens} of them for {len(request.images)} image(s))" if request.images else ""
+        raise ApiError("context_length_exceeded",
+                       f"this request needs {prompt_tokens} prompt tokens{detail} + max_tokens "
+                       f"{request.params.max_tokens} = {needed} tokens, over the model's context of {context_length}; "
+                       "lower max_tokens, shorten the text or send fewer or smaller images", "max_tokens")
+    return Prepared(input_ids=input_ids, attention_mask=inputs["attention_mask"],
+                    pixel_values=inputs.get("pixel_values"), image_sizes=inputs.get("image_sizes"),
+                    prompt_tokens=prompt_tokens, image_tokens=image_tokens)

@@ -1,0 +1,80 @@
+"""The model process: LLaVA-NeXT behind the internal API on MODEL_PORT.
+
+    MODEL_PATH=demo python llava_server.py
+
+The HTTP server starts first, so /health/live answers and /health reports loading
+progress while the weights load; /health turns 200 after warmup. SIGTERM or SIGINT:
+refuse new work, finish what is running within SHUTDOWN_GRACE_SECONDS, exit 0.
+Exit codes: llava_common/exit_codes.py (3 = cannot start with this configuration).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+
+from llava_common import exit_codes, logs
+from llava_common.settings import SettingsError
+
+log = logging.getLogger("llava_server")
+
+
+def main() -> int:
+    from llava_runtime.settings import ModelSettings
+
+    try:
+        settings = ModelSettings.from_env()
+    except SettingsError as exc:
+        print(f"llava_server: {exc}", file=sys.stderr)
+        return exit_codes.BOOT_ERROR
+    logs.configure("model", settings.log_level)
+
+    import waitress
+
+    from llava_runtime.loader import BootError
+    from llava_runtime.server import create_app
+    from llava_runtime.service import Service
+
+    service = Service(settings)
+    app = create_app(settings, service)
+    try:
+        server = waitress.create_server(app, host=settings.host, port=settings.port, threads=settings.http_threads,
+                                        connection_limit=max(100, settings.http_threads * 2), ident="llava-model")
+    except OSError as exc:  # e.g. the port is still held by a previous instance: worth a restart
+        log.error("cannot listen on %s:%d: %s", settings.host, settings.port, exc.strerror or exc)
+        return exit_codes.CRASH
+    threading.Thread(target=server.run, name="http", daemon=True).start()
+    log.info("listening on http://%s:%s (model %s)", settings.host, server.effective_port, settings.model_path)
+
+    stop = threading.Event()
+
+    def handle_stop(signum, _frame):
+        if not service.ready and not stop.is_set():
+            raise SystemExit(0)  # still loading: nothing to drain
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle_stop)
+    signal.signal(signal.SIGINT, handle_stop)
+    try:
+        service.start(on_fatal=lambda: os._exit(exit_codes.CRASH))
+    except BootError as exc:
+        log.error("cannot start: %s", exc)
+        server.close()
+        return exit_codes.BOOT_ERROR
+    except SystemExit:
+        log.info("stop requested during start-up; exiting")
+        return exit_codes.OK
+
+    while not stop.wait(1.0):
+        pass
+    log.info("stopping: finishing in-flight requests (up to %.0fs)", settings.shutdown_grace_s)
+    service.stop(settings.shutdown_grace_s)
+    server.close()
+    log.info("stopped")
+    return exit_codes.OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
