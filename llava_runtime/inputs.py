@@ -26,6 +26,9 @@ DEFAULT_SYSTEM = ("A chat between a curious human and an artificial intelligence
 # PIL format names the model process decodes. Others (EPS, PSD, ...) widen the attack
 # surface of the decoder for no gain.
 ACCEPTED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"}
+# Magic bytes of the accepted formats: a file that starts like one but cannot be
+# opened is corrupt (400), anything else is not an accepted format (415).
+_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?);base64,(?P<data>.*)$", re.S)
 
 
@@ -85,6 +88,8 @@ def decode_image(data: bytes, limits: Limits, param: str) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ApiError("image_too_large", "the image has too many pixels", param) from None
     except Exception:  # PIL raises many types for garbage; none of them is the client's business
+        if data.startswith(_SIGNATURES) or data[8:12] == b"WEBP":
+            raise ApiError("invalid_image", "the image is corrupt: its header is not readable", param) from None
         raise ApiError("unsupported_image_format", "the data is not an image in a supported format "
                        "(JPEG, PNG, WebP, GIF, BMP, TIFF)", param) from None
     if image.format not in ACCEPTED_FORMATS:
