@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .preprocess import speed_up
+
 log = logging.getLogger(__name__)
 ARCHITECTURE = "llava_next"
 
@@ -122,6 +124,8 @@ def load_model(settings, progress: Progress) -> LoadedModel:
         raise BootError(f"cannot load the processor (tokenizer, image processor) of {source!r}: {_first_line(exc)}") from None
     if not getattr(processor, "chat_template", None):
         raise BootError(f"the processor of {source!r} has no chat template; a llava-hf checkpoint ships one")
+    if speed_up(processor):
+        log.info("image preprocessing: fused fast path (same pixel values as %s)", "LlavaNextImageProcessorPil")
 
     progress.set("loading weights", f"{source} as {str(dtype).replace('torch.', '')} on {device}")
     started = time.monotonic()
