@@ -37,7 +37,10 @@ def load(cls: type[T], environ: Mapping[str, str]) -> T:
             problems.append(f"{env}={raw!r}: {exc}")
     if problems:
         raise SettingsError("invalid settings: " + "; ".join(problems))
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ValueError as exc:  # rules across settings, checked in __post_init__
+        raise SettingsError(f"invalid settings: {exc}") from None
 
 
 def describe(cls: type) -> list[tuple[str, str, str]]:

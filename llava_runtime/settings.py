@@ -47,7 +47,13 @@ class ModelSettings:
                                       "On SIGTERM, how long in-flight requests may take to finish")
     log_level: str = setting("LOG_LEVEL", "info", choice(*logs.LEVELS), "Log verbosity")
     inject_faults: bool = setting("LLAVA_FAULTS", False, boolean,
-                                  "Testing only: honour the X-Llava-Fault request header (oom, slow:<s>, error) to inject failures")
+                                  "Testing only: serve POST /_faults, which injects failures (oom, error, slow) into generate")
+
+    def __post_init__(self):
+        if self.http_threads < self.max_queue + self.max_batch_size + 4:
+            # Otherwise waitress queues connections silently before the engine can answer 429.
+            raise ValueError(f"HTTP_THREADS ({self.http_threads}) must be at least MAX_QUEUE + MAX_BATCH_SIZE + 4 "
+                             f"({self.max_queue + self.max_batch_size + 4})")
 
     @property
     def is_demo(self) -> bool:

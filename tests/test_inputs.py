@@ -157,3 +157,9 @@ def test_settings_report_every_bad_value_at_once():
                      "DEVICE='tpu': expected one of auto, cuda, cpu", "MAX_BATCH_WAIT_MS='nan': expected a finite number"):
         assert fragment in message
     assert ModelSettings.from_env({}).max_batch_size == 8
+
+
+def test_settings_that_contradict_each_other_are_refused():
+    with pytest.raises(SettingsError) as bad:
+        ModelSettings.from_env({"MAX_QUEUE": "500", "HTTP_THREADS": "100"})
+    assert "HTTP_THREADS (100) must be at least MAX_QUEUE + MAX_BATCH_SIZE + 4 (512)" in str(bad.value)
