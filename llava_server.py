@@ -3,7 +3,8 @@
     MODEL_PATH=demo python llava_server.py
 
 The HTTP server starts first, so /health/live answers and /health reports loading
-progress while the weights load; /health turns 200 after warmup. SIGTERM or SIGINT:
+progress while the weights load; /health turns 200 after warmup. The main thread
+loads the model, then runs the batching engine. SIGTERM or SIGINT:
 refuse new work, finish what is running within SHUTDOWN_GRACE_SECONDS, exit 0.
 Exit codes: llava_common/exit_codes.py (3 = cannot start with this configuration).
 """
@@ -48,31 +49,31 @@ def main() -> int:
     threading.Thread(target=server.run, name="http", daemon=True).start()
     log.info("listening on http://%s:%s (model %s)", settings.host, server.effective_port, settings.model_path)
 
-    stop = threading.Event()
-
     def handle_stop(signum, _frame):
-        if not service.ready and not stop.is_set():
-            raise SystemExit(0)  # still loading: nothing to drain
-        stop.set()
+        if service.stopping or not service.ready:
+            raise SystemExit(0)  # still starting (nothing to drain), or asked twice: stop now
+        log.info("%s: finishing in-flight requests (up to %.0fs)", signal.Signals(signum).name,
+                 settings.shutdown_grace_s)
+        service.begin_stop(settings.shutdown_grace_s)
 
     signal.signal(signal.SIGTERM, handle_stop)
     signal.signal(signal.SIGINT, handle_stop)
     try:
-        service.start(on_fatal=lambda: os._exit(exit_codes.CRASH))
+        service.load(on_fatal=lambda: os._exit(exit_codes.CRASH))
+        threading.Thread(target=service.warm_up, name="warmup", daemon=True).start()
+        service.engine.run()  # on this (main) thread, until a stop has drained
     except BootError as exc:
         log.error("cannot start: %s", exc)
-        server.close()
         return exit_codes.BOOT_ERROR
     except SystemExit:
-        log.info("stop requested during start-up; exiting")
+        log.info("stopped at once (during start-up, or a second stop signal)")
         return exit_codes.OK
-
-    while not stop.wait(1.0):
-        pass
-    log.info("stopping: finishing in-flight requests (up to %.0fs)", settings.shutdown_grace_s)
-    service.stop(settings.shutdown_grace_s)
-    server.close()
+    if service.boot_error:
+        log.error("cannot start: %s", service.boot_error)
+        return exit_codes.BOOT_ERROR
     log.info("stopped")
+    # No server.close(): closing waitress's socket under its loop thread races with
+    # that loop; the process exits now and the OS closes the socket.
     return exit_codes.OK
 
 

@@ -35,7 +35,7 @@ def serve(batch_size: int, demo_dir: str) -> tuple[Proc, str]:
     port = free_port()
     proc = Proc(python("llava_server.py"), env={"MODEL_PATH": "demo", "DEMO_MODEL_DIR": demo_dir, "MODEL_PORT": str(port),
                                                  "MAX_BATCH_SIZE": str(batch_size), "WARMUP_REQUESTS": "4",
-                                                 "MAX_QUEUE": "256", "LOG_LEVEL": "warning"})
+                                                 "LOG_LEVEL": "warning"})
     url = f"http://127.0.0.1:{port}"
     proc.wait_for(url + "/health", 200, timeout=180)
     return proc, url

@@ -1,4 +1,4 @@
-"""The model process's lifecycle: load -> engine -> warmup -> ready -> drain."""
+"""The model process's lifecycle: load -> warm up (while the engine runs) -> ready -> drain."""
 from __future__ import annotations
 
 import logging
@@ -8,7 +8,7 @@ import time
 from .engine import Engine
 from .faults import Faults
 from .inputs import Limits
-from .loader import LoadedModel, Progress, load_model
+from .loader import BootError, LoadedModel, Progress, load_model
 from .metrics import ModelMetrics
 from .warmup import run_warmup
 
@@ -26,24 +26,41 @@ class Service:
         self.engine: Engine | None = None
         self.ready = False
         self.stopping = False
+        self.boot_error: BootError | None = None
+        self._stop_reports = threading.Event()
 
-    def start(self, on_fatal=None) -> None:
-        """Load, start the engine, warm up. Raises loader.BootError when it cannot."""
-        stop_reports = threading.Event()
-        self.progress.report_every(10.0, stop_reports)
+    def load(self, on_fatal=None) -> None:
+        """Load the model and build the engine. Raises loader.BootError when it cannot."""
+        self.progress.report_every(10.0, self._stop_reports)
+        started = time.monotonic()
         try:
-            started = time.monotonic()
             self.loaded = load_model(self.settings, self.progress)
-            self.metrics.load_seconds.set(time.monotonic() - started)
-            if self.loaded.device.type == "cuda":
-                self.metrics.watch_gpu(self.loaded.device)
-            self.engine = Engine(self.loaded.model, self.loaded.tokenizer, self.settings, self.metrics,
-                                 faults=self.faults, on_fatal=on_fatal).start()
+        except BaseException:
+            self._stop_reports.set()
+            raise
+        self.metrics.load_seconds.set(time.monotonic() - started)
+        if self.loaded.device.type == "cuda":
+            self.metrics.watch_gpu(self.loaded.device)
+        self.engine = Engine(self.loaded.model, self.loaded.tokenizer, self.settings, self.metrics,
+                             faults=self.faults, on_fatal=on_fatal)
+
+    def warm_up(self) -> None:
+        """Run the warmup requests through the engine (which runs on another thread),
+        then turn ready. A failure here means the model cannot serve: stop the engine
+        and leave the reason in `boot_error`."""
+        try:
             self.progress.set("warming up", f"0/{self.settings.warmup_requests} requests done")
-            warm = run_warmup(self, self.settings.warmup_requests, self.settings.warmup_tokens, self.progress)
-            self.metrics.warmup_seconds.set(warm)
+            self.metrics.warmup_seconds.set(
+                run_warmup(self, self.settings.warmup_requests, self.settings.warmup_tokens, self.progress))
+        except Exception as exc:
+            log.exception("warmup failed")
+            self.boot_error = BootError(f"warmup failed: {getattr(exc, 'message', None) or type(exc).__name__}")
+            self.engine.request_stop(0)
+            return
         finally:
-            stop_reports.set()
+            self._stop_reports.set()
+        if self.stopping:
+            return
         self.ready = True
         self.metrics.ready.set(1)
         self.progress.set("ready")
@@ -51,9 +68,18 @@ class Service:
                  str(self.loaded.dtype).replace("torch.", ""), self.loaded.context_length,
                  time.monotonic() - self.progress.started)
 
-    def stop(self, grace_s: float) -> None:
+    def start_in_background(self) -> None:
+        """load + warm_up with the engine on a background thread (in-process use, tests)."""
+        self.load()
+        self.engine.start()
+        self.warm_up()
+        if self.boot_error:
+            raise self.boot_error
+
+    def begin_stop(self, grace_s: float) -> None:
+        """Refuse new work and let the engine drain within `grace_s`; returns at once."""
         self.stopping = True
         self.ready = False
         self.metrics.ready.set(0)
         if self.engine is not None:
-            self.engine.stop(grace_s)
+            self.engine.request_stop(grace_s)

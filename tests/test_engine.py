@@ -158,3 +158,18 @@ def test_stop_drains_queued_work_then_refuses(make_engine, loaded_demo, model_se
     with pytest.raises(ApiError) as refused:
         engine.submit(*item, "late")
     assert refused.value.code == "shutting_down"
+
+
+def test_requests_queued_behind_a_batch_still_wait_for_company(make_engine, loaded_demo, model_settings):
+    faults = Faults()
+    faults.arm({"mode": "slow", "seconds": 0.8, "count": 1})  # the first batch outlasts the batch window
+    engine = make_engine(faults=faults, max_batch_size=2, max_batch_wait_ms=400)
+    item = prepared_for(loaded_demo, model_settings, (64, 64), max_tokens=2)
+    first = [engine.submit(*item, f"first{i}") for i in range(2)]  # a full batch: starts at once
+    time.sleep(0.1)
+    queued = engine.submit(*item, "queued")  # arrives while the first batch runs
+    first[0].result(timeout=60)
+    time.sleep(0.1)
+    latecomer = engine.submit(*item, "latecomer")  # after the engine is free again
+    assert queued.result(timeout=60).batch_size == 2
+    assert latecomer.result(timeout=60).batch_size == 2
