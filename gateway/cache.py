@@ -1,0 +1,132 @@
+"""Answer cache and single-flight.
+
+The key is a hash of the original image bytes + prompt + parameters + model, so a
+hit needs no decoding and no model call. The in-process cache is cachetools'
+TTLCache behind a lock (TTLCache is not thread-safe by itself); CACHE_URL=redis://
+shares one cache between all workers and gateway replicas. A cache that fails
+(Redis down) costs a miss, never a failed request.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Callable, TypeVar
+
+import cachetools
+import redis
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+REDIS_PREFIX = "llava:answer:v1:"
+# A cache lookup must not hold a request up: Redis answers in well under a millisecond.
+REDIS_TIMEOUT_S = 0.5
+
+
+def cache_key(image: bytes, prompt: str, max_tokens: int, temperature: float, model: str) -> str:
+    digest = hashlib.sha256()
+    digest.update(hashlib.sha256(image).digest())
+    digest.update(json.dumps([prompt, max_tokens, repr(float(temperature)), model]).encode())
+    return digest.hexdigest()
+
+
+class MemoryCache:
+    def __init__(self, max_entries: int, ttl_s: float, clock: Callable[[], float] = time.monotonic):
+        self._entries = cachetools.TTLCache(maxsize=max_entries, ttl=ttl_s, timer=clock) if max_entries else None
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> dict | None:
+        if self._entries is None:
+            return None
+        with self._lock:
+            return self._entries.get(key)
+
+    def put(self, key: str, value: dict) -> None:
+        if self._entries is not None:
+            with self._lock:
+                self._entries[key] = value
+
+
+class RedisCache:
+    def __init__(self, url: str, ttl_s: float):
+        self._client = redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT_S,
+                                            socket_connect_timeout=REDIS_TIMEOUT_S, health_check_interval=30)
+        self._ttl_ms = int(ttl_s * 1000)
+
+    def get(self, key: str) -> dict | None:
+        raw = self._client.get(REDIS_PREFIX + key)
+        return None if raw is None else json.loads(raw)
+
+    def put(self, key: str, value: dict) -> None:
+        self._client.set(REDIS_PREFIX + key, json.dumps(value), px=self._ttl_ms)
+
+
+class Cache:
+    """The store plus what a failing store costs: a logged, counted miss."""
+
+    def __init__(self, store, metrics):
+        self._store, self._metrics = store, metrics
+
+    def get(self, key: str) -> dict | None:
+        try:
+            value = self._store.get(key)
+        except (redis.RedisError, ValueError) as exc:
+            self._failed("read", exc)
+            value = None
+        (self._metrics.cache_hits if value is not None else self._metrics.cache_misses).inc()
+        return value
+
+    def put(self, key: str, value: dict) -> None:
+        try:
+            self._store.put(key, value)
+        except redis.RedisError as exc:
+            self._failed("write", exc)
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        self._metrics.cache_errors.inc()
+        log.warning("cache %s failed (%s); answering without the cache", what, type(exc).__name__)
+
+
+def build_cache(settings, metrics, clock: Callable[[], float] = time.monotonic) -> Cache:
+    if settings.cache_url:
+        return Cache(RedisCache(settings.cache_url, settings.cache_ttl_s), metrics)
+    return Cache(MemoryCache(settings.cache_max_entries, settings.cache_ttl_s, clock), metrics)
+
+
+class SingleFlight:
+    """Identical calls in flight at once run once; the others wait for its outcome
+    (value or exception). Hand-written: it is a dozen lines and no pinned library
+    offers it for threads."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._calls: dict[str, Future] = {}
+
+    def do(self, key: str, fn: Callable[[], T], wait_s: float) -> tuple[T, bool]:
+        """(outcome, shared): shared is True when another call's outcome was reused.
+        A follower that waits past `wait_s` gets TimeoutError."""
+        with self._lock:
+            future = self._calls.get(key)
+            leader = future is None
+            if leader:
+                future = self._calls[key] = Future()
+        if not leader:
+            try:
+                return future.result(timeout=wait_s), True
+            except FutureTimeout:
+                raise TimeoutError from None
+        try:
+            value = fn()
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        else:
+            future.set_result(value)
+            return value, False
+        finally:
+            with self._lock:
+                del self._calls[key]

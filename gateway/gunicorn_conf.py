@@ -1,0 +1,50 @@
+"""gunicorn configuration, from GatewaySettings (one source for every setting).
+
+Settings are validated here, in the master, so a bad value stops the start with
+one clear message (exit 3, gunicorn's and our boot-error code) instead of every
+worker failing. prometheus-client's multiprocess directory is chosen and emptied
+before any worker starts; a worker that exits is marked dead so its live gauges
+drop out.
+"""
+import os
+import sys
+import tempfile
+
+from gateway.metrics import MULTIPROC_ENV, prepare_multiprocess_dir, worker_exited
+from gateway.settings import GatewaySettings
+from llava_common import exit_codes
+from llava_common.settings import SettingsError
+
+try:
+    _settings = GatewaySettings.from_env()
+except SettingsError as exc:
+    print(f"gateway: {exc}", file=sys.stderr)
+    sys.exit(exit_codes.BOOT_ERROR)
+
+# Must be in the environment before any worker imports prometheus_client.
+os.environ.setdefault(MULTIPROC_ENV, tempfile.mkdtemp(prefix="llava-gateway-metrics-"))
+
+bind = [f"{_settings.host}:{_settings.port}"]
+workers = _settings.workers
+worker_class = "gthread"
+threads = _settings.threads
+# A gthread worker's heartbeat does not depend on its request threads, so a model
+# call that runs long does not get the worker killed.
+timeout = 30
+graceful_timeout = int(_settings.read_timeout_s) + 5
+keepalive = 5
+accesslog = None
+errorlog = "-"
+loglevel = _settings.log_level
+proc_name = "llava-gateway"
+# gunicorn's control socket (~/.gunicorn/gunicorn.ctl) is one path per user: two
+# gateways on one host would fight over it, and nothing here uses it.
+control_socket_disable = True
+
+
+def on_starting(server):
+    prepare_multiprocess_dir(os.environ[MULTIPROC_ENV])
+
+
+def child_exit(server, worker):
+    worker_exited(worker.pid)

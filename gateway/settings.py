@@ -1,0 +1,90 @@
+"""The gateway's settings: one frozen object, read once from the environment.
+
+Defaults, and why:
+- Read timeout 60 s: the model answers a non-streaming call only when generation
+  is done. LLaVA-1.6-7B on Hugging Face transformers decodes about 23 tokens/s at
+  batch 1 on an A10G, so the default 512 tokens take about 22 s and the maximum of
+  1024 about 45 s, plus a second or two of prefill (~2.9k image tokens) and batch
+  queueing. 60 s covers the longest legal answer; the seed's 5 s fast-fail would
+  have turned every long answer into a fallback. Outages still cost microseconds:
+  a dead process refuses the connection at once, and repeated failures open the
+  circuit breaker.
+- Connect timeout 2 s: a connect on a LAN takes milliseconds; 2 s allows one lost
+  SYN (retransmitted after 1 s) and no more.
+- Long side 1008 px: the largest LLaVA-1.6 tile grid (image_grid_pinpoints up to
+  1008x336 / 672x672); pixels past it are thrown away by the model's processor, so
+  sending them only costs bandwidth and decode time.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from llava_common import logs
+from llava_common.settings import boolean, choice, csv, integer, load, number, setting, text
+
+DEFAULT_FALLBACK_MESSAGE = ("Our image assistant is temporarily unavailable. Please try again in a few moments; "
+                            "your request has not been lost on our side.")
+DEFAULT_FALLBACK_TIMEOUT_MESSAGE = ("Our image assistant is taking longer than usual to answer. "
+                                    "Please try again in a few moments.")
+
+
+def urls(raw: str) -> tuple[str, ...]:
+    values = tuple(url.rstrip("/") for url in csv(raw))
+    if not values:
+        raise ValueError("expected one or more http(s) URLs, comma-separated")
+    for url in values:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"{url!r} is not an http:// or https:// URL")
+    return values
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    model_urls: tuple = setting("MODEL_URL", ("http://127.0.0.1:8081",), urls,
+                                "Model process base URL(s), comma-separated; any server of the OpenAI chat-completions protocol")
+    host: str = setting("GATEWAY_HOST", "127.0.0.1", text, "Address the gateway listens on (0.0.0.0 inside a container)")
+    port: int = setting("GATEWAY_PORT", 8080, integer(0, 65535), "Port of the public REST API")
+    workers: int = setting("GATEWAY_WORKERS", 4, integer(1, 256), "gunicorn worker processes")
+    threads: int = setting("GATEWAY_THREADS", 16, integer(1, 1024),
+                           "Threads per worker; each request waiting for the model holds one")
+    api_keys: tuple = setting("API_KEYS", (), csv,
+                              "Comma-separated API keys; when set, /api and /v1 require `Authorization: Bearer <key>` or `X-API-Key`")
+    cache_url: str = setting("CACHE_URL", "", text,
+                             "Empty = in-process cache per worker; redis://host:port/db = one cache shared by all workers and replicas")
+    cache_max_entries: int = setting("CACHE_MAX_ENTRIES", 1000, integer(0, 10_000_000),
+                                     "Answers kept by the in-process cache (0 disables caching)")
+    cache_ttl_s: float = setting("CACHE_TTL_SECONDS", 600.0, number(1, 30 * 86400), "How long an answer is reused")
+    max_upload_bytes: int = setting("MAX_UPLOAD_BYTES", 20 * 1024 * 1024, integer(1024),
+                                    "Largest image file accepted, in bytes (413 past it)")
+    max_image_pixels: int = setting("MAX_IMAGE_PIXELS", 40_000_000, integer(1),
+                                    "Largest image in pixels (width x height), checked before decoding: stops decompression bombs")
+    max_image_side: int = setting("MAX_IMAGE_SIDE", 1008, integer(64, 16384),
+                                  "Accepted images are scaled down so their long side fits this (the model's largest tile grid)")
+    max_in_flight: int = setting("MAX_UPSTREAM_IN_FLIGHT", 8, integer(1, 100_000),
+                                 "Model calls in flight per worker; past it requests get 429 OVERLOADED at once")
+    connect_timeout_s: float = setting("UPSTREAM_CONNECT_TIMEOUT_SECONDS", 2.0, number(0.01, 60),
+                                       "Connect timeout of a model call")
+    read_timeout_s: float = setting("UPSTREAM_READ_TIMEOUT_SECONDS", 60.0, number(0.01, 3600),
+                                    "Longest wait for the model's answer (covers 1024 tokens of 7B generation)")
+    health_interval_s: float = setting("UPSTREAM_HEALTH_INTERVAL_SECONDS", 2.0, number(0.05, 600),
+                                       "How long a replica's readiness (GET /health) is trusted before it is checked again")
+    upstream_model: str = setting("UPSTREAM_MODEL", "", text,
+                                  "`model` sent upstream (empty = the upstream's default model); also part of the cache key")
+    breaker_fail_max: int = setting("BREAKER_FAIL_MAX", 5, integer(1, 10_000),
+                                    "Consecutive failed model calls that open a replica's circuit breaker")
+    breaker_reset_s: float = setting("BREAKER_RESET_SECONDS", 15.0, number(0.01, 3600),
+                                     "How long an open breaker refuses calls before one trial call (half-open)")
+    fallback_enabled: bool = setting("FALLBACK_ENABLED", True, boolean,
+                                     "When the model is unavailable: true = 200 FALLBACK with a friendly message, false = 503 SERVICE_UNAVAILABLE")
+    fallback_message: str = setting("FALLBACK_MESSAGE", DEFAULT_FALLBACK_MESSAGE, text,
+                                    "FALLBACK result when the model is down, failing or its breaker is open")
+    fallback_timeout_message: str = setting("FALLBACK_TIMEOUT_MESSAGE", DEFAULT_FALLBACK_TIMEOUT_MESSAGE, text,
+                                            "FALLBACK result when the model did not answer in time")
+    retry_after_s: int = setting("RETRY_AFTER_SECONDS", 5, integer(1, 3600),
+                                 "Retry-After sent with 503 when the upstream gave none")
+    log_level: str = setting("LOG_LEVEL", "info", choice(*logs.LEVELS), "Log verbosity")
+
+    @classmethod
+    def from_env(cls, environ=None) -> "GatewaySettings":
+        return load(cls, os.environ if environ is None else environ)

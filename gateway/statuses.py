@@ -1,0 +1,28 @@
+"""The gateway's answer statuses (DESIGN.md's table) and the one exception that
+carries a refusal to the HTTP boundary. Every status has exactly one place here."""
+from __future__ import annotations
+
+SUCCESS = "SUCCESS"                          # 200: answered by the model
+CACHED = "CACHED"                            # 200: the same request was answered recently
+FALLBACK = "FALLBACK"                        # 200: model unavailable; result = configured friendly message
+VALIDATION_ERROR = "VALIDATION_ERROR"        # 400 / 413 / 415: bad input, result says what
+OVERLOADED = "OVERLOADED"                    # 429 + Retry-After: admission limit reached
+SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"  # 503 + Retry-After: model unavailable, fallback off
+UNAUTHORIZED = "UNAUTHORIZED"                # 401: API keys configured, none or a wrong one given
+# Not in DESIGN's table: a bug in the gateway itself. Never expected; the log has the cause.
+INTERNAL_ERROR = "INTERNAL_ERROR"            # 500
+
+ANSWERED = (SUCCESS, CACHED, FALLBACK)
+
+
+class Refusal(Exception):
+    """A request the gateway answers with an error status. `message` is written for
+    the client; it never carries exception text."""
+
+    def __init__(self, status: str, http: int, message: str, retry_after: int | None = None):
+        super().__init__(message)
+        self.status, self.http, self.message, self.retry_after = status, http, message, retry_after
+
+
+def invalid(message: str, http: int = 400) -> Refusal:
+    return Refusal(VALIDATION_ERROR, http, message)

@@ -1,0 +1,274 @@
+"""Model calls over the OpenAI chat-completions protocol.
+
+One `Replica` per MODEL_URL entry, each with its own circuit breaker (pybreaker)
+and a readiness flag from `GET /health`, re-checked at most every
+UPSTREAM_HEALTH_INTERVAL_SECONDS. A call goes to a ready replica whose breaker is
+not open, the one with the fewest calls in flight. Connections are pooled
+(one requests.Session per worker). Failures are typed:
+
+- `UpstreamDown(kind)`: the model could not answer (connection refused, timeout,
+  5xx, garbage, breaker open, no replica ready). It counts against the breaker
+  and leads to FALLBACK / SERVICE_UNAVAILABLE.
+- `UpstreamRefused`: the model is up and refused this request (400 context too
+  long, 413, 415, 429 queue full). It does not count against the breaker.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pybreaker
+import requests
+from requests.adapters import HTTPAdapter
+
+log = logging.getLogger(__name__)
+
+# Failure kinds: the label values of llava_upstream_errors_total.
+CONNECTION, TIMEOUT, SERVER_ERROR, BAD_RESPONSE, BREAKER_OPEN, NOT_READY = (
+    "connection", "timeout", "server_error", "bad_response", "breaker_open", "not_ready")
+# Health probes are bounded separately: a hung /health must not hold a request long.
+HEALTH_TIMEOUT_S = 1.0
+
+
+class UpstreamDown(Exception):
+    def __init__(self, kind: str, detail: str, retry_after: int | None = None):
+        super().__init__(f"{kind}: {detail}")
+        self.kind, self.detail, self.retry_after = kind, detail, retry_after
+
+
+class UpstreamRefused(Exception):
+    def __init__(self, http: int, code: str, message: str, retry_after: int | None = None):
+        super().__init__(message)
+        self.http, self.code, self.message, self.retry_after = http, code, message, retry_after
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    model: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class _BreakerMetrics(pybreaker.CircuitBreakerListener):
+    def __init__(self, gauge):
+        self._gauge = gauge
+
+    def state_change(self, cb, old_state, new_state):
+        self._gauge.labels(cb.name).set(BREAKER_STATE_VALUES[new_state.name])
+        log.warning("circuit breaker for %s: %s -> %s", cb.name, old_state.name if old_state else "-", new_state.name)
+
+
+BREAKER_STATE_VALUES = {pybreaker.STATE_CLOSED: 0, pybreaker.STATE_HALF_OPEN: 1, pybreaker.STATE_OPEN: 2}
+
+
+class Breaker:
+    """pybreaker's state machine, storage and listeners, without its lock around the
+    call. pybreaker's `call()` holds the breaker's lock while the wrapped function
+    runs (danielfm/pybreaker#55, still open), so every model call through one
+    breaker would wait for the previous one: a worker would serve one request at a
+    time. Here the call runs outside; its outcome is then replayed through
+    `breaker.call`, which counts it and moves the state (closed -> open -> half-open
+    -> closed) exactly as pybreaker would. One trial call at a time once the reset
+    timeout has passed."""
+
+    def __init__(self, breaker: pybreaker.CircuitBreaker):
+        self.cb = breaker
+        self._trial = threading.Lock()
+
+    @property
+    def state(self) -> str:
+        return self.cb.current_state
+
+    def refuses(self) -> bool:
+        """Open and still within its reset timeout."""
+        if self.cb.current_state != pybreaker.STATE_OPEN:
+            return False
+        opened_at = self.cb._state_storage.opened_at  # pybreaker has no public accessor
+        return opened_at is not None and datetime.now(UTC) < opened_at + timedelta(seconds=self.cb.reset_timeout)
+
+    def admit(self) -> str | None:
+        """"call", "trial" (the one call after the reset timeout) or None (open)."""
+        if self.cb.current_state != pybreaker.STATE_OPEN:
+            return "call"
+        if self.refuses() or not self._trial.acquire(blocking=False):
+            return None
+        return "trial"
+
+    def record(self, admitted: str, failure: BaseException | None) -> None:
+        try:
+            self.cb.call(_replay, failure)
+        except pybreaker.CircuitBreakerError:
+            pass  # it opened while this call ran: the outcome no longer matters
+        except BaseException as exc:
+            if exc is not failure:
+                raise
+        finally:
+            if admitted == "trial":
+                self._trial.release()
+
+    def seconds_until_trial(self) -> int:
+        opened_at = self.cb._state_storage.opened_at
+        if opened_at is None:
+            return 1
+        left = (opened_at + timedelta(seconds=self.cb.reset_timeout) - datetime.now(UTC)).total_seconds()
+        return max(1, int(left + 0.999))
+
+
+def _replay(failure: BaseException | None) -> None:
+    if failure is not None:
+        raise failure
+
+
+class Replica:
+    def __init__(self, url: str, settings, metrics):
+        self.url = url
+        self.breaker = Breaker(pybreaker.CircuitBreaker(
+            fail_max=settings.breaker_fail_max, reset_timeout=settings.breaker_reset_s, name=url,
+            exclude=[UpstreamRefused], listeners=[_BreakerMetrics(metrics.breaker_state)],
+            throw_new_error_on_trip=False))
+        metrics.breaker_state.labels(url).set(0)
+        self.in_flight = 0
+        self.ready: bool | None = None  # None: not checked yet
+        self.checked_at = float("-inf")
+        self.probing = threading.Lock()
+
+
+class Upstream:
+    def __init__(self, settings, metrics, clock=time.monotonic):
+        self.settings, self.metrics, self.clock = settings, metrics, clock
+        self.replicas = [Replica(url, settings, metrics) for url in settings.model_urls]
+        self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=len(self.replicas), pool_maxsize=max(10, settings.threads),
+                              max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ readiness
+
+    def is_ready(self, replica: Replica) -> bool:
+        stale = self.clock() - replica.checked_at >= self.settings.health_interval_s
+        # One probe at a time; the others use the last answer, or wait for the first one.
+        if stale and replica.probing.acquire(blocking=replica.ready is None):
+            try:
+                if self.clock() - replica.checked_at >= self.settings.health_interval_s:
+                    self._probe(replica)
+            finally:
+                replica.probing.release()
+        return bool(replica.ready)
+
+    def _probe(self, replica: Replica) -> None:
+        try:
+            response = self.session.get(replica.url + "/health",
+                                        timeout=(self.settings.connect_timeout_s, HEALTH_TIMEOUT_S))
+            ready = response.status_code == 200
+        except requests.RequestException:
+            ready = False
+        if ready != replica.ready:
+            log.info("upstream %s is %s", replica.url, "ready" if ready else "not ready")
+        self._mark(replica, ready)
+
+    def _mark(self, replica: Replica, ready: bool) -> None:
+        replica.ready, replica.checked_at = ready, self.clock()
+
+    def any_ready(self) -> bool:
+        return any(self.is_ready(r) for r in self.replicas if not r.breaker.refuses())
+
+    # ------------------------------------------------------------------ calls
+
+    def complete(self, payload: dict, request_id: str) -> Completion:
+        open_replicas = [r for r in self.replicas if r.breaker.refuses()]
+        candidates = [r for r in self.replicas if r not in open_replicas and self.is_ready(r)]
+        if not candidates:
+            if open_replicas and len(open_replicas) == len(self.replicas):
+                raise UpstreamDown(BREAKER_OPEN, "every upstream's circuit breaker is open",
+                                   retry_after=min(r.breaker.seconds_until_trial() for r in open_replicas))
+            raise UpstreamDown(NOT_READY, "no upstream is ready")
+        candidates.sort(key=lambda r: r.in_flight)
+        failure = None
+        for replica in candidates:
+            admitted = replica.breaker.admit()
+            if admitted is None:  # opened by a concurrent call since we looked
+                failure = UpstreamDown(BREAKER_OPEN, f"circuit breaker for {replica.url} is open",
+                                       retry_after=replica.breaker.seconds_until_trial())
+                continue
+            outcome = None
+            try:
+                return self._post(replica, payload, request_id)
+            except (UpstreamDown, UpstreamRefused) as exc:
+                outcome = exc
+                if isinstance(exc, UpstreamRefused) or exc.kind != CONNECTION:
+                    raise  # the call reached the model: do not send it twice
+                failure = exc  # nothing was answered; another replica may do it
+            finally:
+                replica.breaker.record(admitted, outcome)
+        raise failure
+
+    def _post(self, replica: Replica, payload: dict, request_id: str) -> Completion:
+        started = self.clock()
+        with self._lock:
+            replica.in_flight += 1
+        gauge = self.metrics.upstream_in_flight.labels(replica.url)
+        gauge.inc()
+        try:
+            response = self.session.post(replica.url + "/v1/chat/completions", json=payload,
+                                         headers={"X-Request-ID": request_id},
+                                         timeout=(self.settings.connect_timeout_s, self.settings.read_timeout_s))
+        except requests.Timeout as exc:
+            connect = isinstance(exc, requests.ConnectTimeout)
+            if connect:
+                self._mark(replica, False)
+            raise UpstreamDown(CONNECTION if connect else TIMEOUT,
+                               f"{replica.url} did not {'accept the connection' if connect else 'answer'} in time") \
+                from None
+        except requests.ConnectionError:
+            self._mark(replica, False)
+            raise UpstreamDown(CONNECTION, f"cannot connect to {replica.url}") from None
+        finally:
+            with self._lock:
+                replica.in_flight -= 1
+            gauge.dec()
+            self.metrics.upstream_time.observe(self.clock() - started)
+        return self._read(replica, response)
+
+    def _read(self, replica: Replica, response: requests.Response) -> Completion:
+        retry_after = _retry_after(response)
+        if response.status_code == 200:
+            try:
+                body = response.json()
+                choice = body["choices"][0]
+                usage = body.get("usage") or {}
+                return Completion(text=str(choice["message"]["content"] or ""), model=str(body.get("model") or ""),
+                                  finish_reason=str(choice.get("finish_reason") or ""),
+                                  prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                                  completion_tokens=int(usage.get("completion_tokens") or 0))
+            except (ValueError, KeyError, IndexError, TypeError):
+                raise UpstreamDown(BAD_RESPONSE, f"{replica.url} answered 200 without a chat completion") from None
+        code, message = _error_of(response)
+        if response.status_code in (400, 413, 415, 422, 429):
+            raise UpstreamRefused(response.status_code, code, message, retry_after)
+        if response.status_code == 503:
+            self._mark(replica, False)
+        raise UpstreamDown(SERVER_ERROR, f"{replica.url} answered {response.status_code} {code}",
+                           retry_after=retry_after)
+
+
+def _error_of(response: requests.Response) -> tuple[str, str]:
+    """OpenAI's error shape {"error": {"message", "code", ...}}; anything else reads as unknown."""
+    try:
+        error = response.json()["error"]
+        return str(error.get("code") or "unknown"), str(error.get("message") or "")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return "unknown", ""
+
+
+def _retry_after(response: requests.Response) -> int | None:
+    try:
+        return max(1, int(float(response.headers.get("Retry-After", ""))))
+    except ValueError:
+        return None

@@ -1,0 +1,73 @@
+"""End to end, as a new user runs it: `stack.py` (what `make demo` runs) brings up
+supervisor + the real model process on the demo model + the gunicorn gateway;
+an upload answers, the same again answers CACHED, killing the model process turns
+the next answer into FALLBACK within a second or two, and Ctrl-C stops it all."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.gateway_support import analyze, jpeg
+from tests.procs import Proc, free_port, python
+
+pytestmark = pytest.mark.slow
+
+
+def children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def wait_for_output(proc: Proc, pattern: str, timeout: float) -> re.Match:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = re.search(pattern, proc.output())
+        if found:
+            return found
+        assert proc.popen.poll() is None, proc.output()[-4000:]
+        time.sleep(0.2)
+    raise AssertionError(f"{pattern!r} not printed within {timeout}s:\n{proc.output()[-4000:]}")
+
+
+def test_demo_stack_answers_caches_falls_back_and_stops(demo_model_dir, tmp_path):
+    ports = {name: str(free_port()) for name in ("GATEWAY_PORT", "MODEL_PORT", "SUPERVISOR_PORT")}
+    env = {**ports, "MODEL_PATH": "demo", "DEMO_MODEL_DIR": str(demo_model_dir), "WARMUP_REQUESTS": "1",
+           "MODEL_URL": "", "CACHE_URL": "", "GATEWAY_WORKERS": "", "API_KEYS": "", "XDG_CACHE_HOME": str(tmp_path), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "m")}
+    with Proc(python("stack.py"), env=env) as stack:
+        example = wait_for_output(stack, r"curl -F image=@(\S+) -F prompt=\"What's in this picture\?\" (\S+)", 120)
+        photo, url = Path(example.group(1)), example.group(2)
+        assert photo.exists() and url == f"http://localhost:{ports['GATEWAY_PORT']}/api/v1/multimodal/analyze"
+        base = url.split("/api/")[0].replace("localhost", "127.0.0.1")
+
+        first = analyze(base, photo.read_bytes(), "What's in this picture?", params={"max-tokens": "8"},
+                        headers={"X-Request-ID": "e2e-first"}, timeout=120)
+        body = first.json()
+        assert first.status_code == 200 and body["status"] == "SUCCESS", body
+        assert body["model"] == "llava-demo" and body["requestId"] == "e2e-first"
+        assert body["usage"]["promptTokens"] > 500 and 1 <= body["usage"]["completionTokens"] <= 8
+        assert "e2e-first" in stack.output(), "the request id must reach the model process's log"
+
+        again = analyze(base, photo.read_bytes(), "What's in this picture?", params={"max-tokens": "8"}).json()
+        assert again["status"] == "CACHED" and again["result"] == body["result"]
+
+        supervisor = next(p for p in children(stack.pid) if "supervisor.py" in cmdline(p))
+        model = next(p for p in children(supervisor) if "llava_server.py" in cmdline(p))
+        os.kill(model, signal.SIGKILL)
+        time.sleep(0.2)
+        started = time.monotonic()
+        fallback = analyze(base, jpeg(), "Is the model there?", params={"max-tokens": "8"}, timeout=10)
+        assert fallback.json()["status"] == "FALLBACK" and time.monotonic() - started < 2.0
+
+        stack.signal(signal.SIGINT)
+        assert stack.wait(timeout=90) == 0, stack.output()[-4000:]
+        assert "stack: stopped" in stack.output()
+    for pid in (supervisor, model):
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()

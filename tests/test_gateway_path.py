@@ -1,0 +1,257 @@
+"""The request path against a fake upstream over real HTTP: cache, single-flight,
+admission, circuit breaker, fallback, upstream refusals, auth, request ids."""
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from tests.gateway_support import FakeUpstream, analyze, gateway, jpeg
+from tests.procs import free_port
+
+
+@pytest.fixture
+def fake():
+    upstream = FakeUpstream()
+    yield upstream
+    upstream.close()
+
+
+class Clock:
+    """The cache's clock, moved by hand."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_cache_miss_then_hit_then_expiry(fake):
+    clock = Clock()
+    with gateway(fake.url, clock=clock, CACHE_TTL_SECONDS=600) as (url, _):
+        first = analyze(url, jpeg(), "What is this?").json()
+        second = analyze(url, jpeg(), "What is this?").json()
+        other_prompt = analyze(url, jpeg(), "What colour is it?").json()
+        other_params = analyze(url, jpeg(), "What is this?", params={"temperature": "0.7"}).json()
+        other_bytes = analyze(url, jpeg(color=(0, 0, 200)), "What is this?").json()
+        clock.now += 601
+        expired = analyze(url, jpeg(), "What is this?").json()
+        metrics = requests.get(url + "/metrics").text
+    assert first["status"] == "SUCCESS" and first["result"] == "answer 1"
+    assert second["status"] == "CACHED" and second["result"] == "answer 1"
+    assert second["usage"] == first["usage"] and second["model"] == "fake-llava"
+    assert [a["status"] for a in (other_prompt, other_params, other_bytes)] == ["SUCCESS"] * 3
+    assert expired["status"] == "SUCCESS" and expired["result"] == "answer 5"
+    assert fake.calls == 5
+    assert "llava_cache_hits_total 1.0" in metrics and "llava_cache_misses_total 5.0" in metrics
+
+
+def test_same_pixels_under_another_name_hit_the_cache(fake):
+    with gateway(fake.url) as (url, _):
+        analyze(url, jpeg(), filename="a.jpg")
+        again = analyze(url, jpeg(), filename="b.png")
+    assert again.json()["status"] == "CACHED" and fake.calls == 1
+
+
+def test_identical_requests_in_flight_make_one_upstream_call(fake):
+    fake.delay_s = 0.5
+    with gateway(fake.url) as (url, _):
+        with ThreadPoolExecutor(6) as pool:
+            answers = [f.result().json() for f in [pool.submit(analyze, url, jpeg(), "same") for _ in range(6)]]
+        metrics = requests.get(url + "/metrics").text
+    assert fake.calls == 1
+    assert {a["result"] for a in answers} == {"answer 1"}
+    assert all(a["status"] in ("SUCCESS", "CACHED") for a in answers)
+    assert "llava_singleflight_shared_total" in metrics
+
+
+def test_model_calls_run_concurrently(fake):
+    """pybreaker's call() holds a lock around the call; the gateway must not inherit that."""
+    fake.delay_s = 0.6
+    with gateway(fake.url) as (url, _):
+        started = time.monotonic()
+        with ThreadPoolExecutor(4) as pool:
+            statuses = [f.result().json()["status"] for f in
+                        [pool.submit(analyze, url, jpeg(), f"concurrent {i}") for i in range(4)]]
+        elapsed = time.monotonic() - started
+    assert statuses == ["SUCCESS"] * 4 and fake.calls == 4
+    assert elapsed < 1.5, f"4 calls of 0.6 s took {elapsed:.2f} s: they were serialized"
+
+
+def test_admission_limit_answers_429_with_retry_after(fake):
+    fake.mode = "stall"
+    with gateway(fake.url, MAX_UPSTREAM_IN_FLIGHT=2) as (url, _):
+        with ThreadPoolExecutor(2) as pool:
+            held = [pool.submit(analyze, url, jpeg(), f"prompt {i}") for i in range(2)]
+            deadline = time.monotonic() + 10
+            while fake.calls < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            started = time.monotonic()
+            refused = analyze(url, jpeg(), "prompt 3")
+            refused_in = time.monotonic() - started
+            cached_path_free = requests.get(url + "/health/live").status_code
+            fake.mode = "ok"
+            fake.release.set()
+            finished = [f.result().json()["status"] for f in held]
+        after = analyze(url, jpeg(), "prompt 4").json()["status"]
+    assert refused.status_code == 429 and refused.json()["status"] == "OVERLOADED"
+    assert refused.headers["Retry-After"] == "1"
+    assert refused_in < 1.0 and cached_path_free == 200
+    assert finished == ["SUCCESS", "SUCCESS"] and after == "SUCCESS"
+
+
+def test_fallback_when_upstream_is_down():
+    down = f"http://127.0.0.1:{free_port()}"
+    with gateway(down) as (url, _):
+        started = time.monotonic()
+        response = analyze(url, jpeg())
+        elapsed = time.monotonic() - started
+        ready = requests.get(url + "/health/ready")
+        health = requests.get(url + "/health")
+    body = response.json()
+    assert response.status_code == 200 and body["status"] == "FALLBACK"
+    assert "temporarily unavailable" in body["result"] and body["usage"] is None
+    assert elapsed < 1.0
+    assert ready.status_code == 503 and health.status_code == 200 and health.json()["upstream"] == "unavailable"
+
+
+def test_fallback_on_timeout_with_its_own_message(fake):
+    fake.mode = "stall"
+    with gateway(fake.url, UPSTREAM_READ_TIMEOUT_SECONDS=0.5) as (url, _):
+        started = time.monotonic()
+        body = analyze(url, jpeg()).json()
+        elapsed = time.monotonic() - started
+        metrics = requests.get(url + "/metrics").text
+    assert body["status"] == "FALLBACK" and "longer than usual" in body["result"]
+    assert 0.5 <= elapsed < 2.0
+    assert 'llava_upstream_errors_total{kind="timeout"} 1.0' in metrics
+
+
+@pytest.mark.parametrize("mode, kind", [("error500", "server_error"), ("garbage", "bad_response")])
+def test_fallback_on_upstream_failure(fake, mode, kind):
+    fake.mode = mode
+    with gateway(fake.url, FALLBACK_MESSAGE="Please try again later.") as (url, _):
+        body = analyze(url, jpeg()).json()
+        again = analyze(url, jpeg()).json()
+        metrics = requests.get(url + "/metrics").text
+    assert body["status"] == again["status"] == "FALLBACK" and body["result"] == "Please try again later."
+    assert fake.calls == 2, "a fallback answer must not be cached"
+    assert f'llava_upstream_errors_total{{kind="{kind}"}} 2.0' in metrics
+
+
+def test_service_unavailable_when_fallback_is_off():
+    with gateway(f"http://127.0.0.1:{free_port()}", FALLBACK_ENABLED="false", RETRY_AFTER_SECONDS=7) as (url, _):
+        response = analyze(url, jpeg())
+    assert response.status_code == 503 and response.json()["status"] == "SERVICE_UNAVAILABLE"
+    assert response.headers["Retry-After"] == "7" and "not ready" in response.json()["result"]
+
+
+def test_upstream_loading_is_not_ready_and_falls_back(fake):
+    fake.mode = "loading"
+    with gateway(fake.url, FALLBACK_ENABLED="false") as (url, _):
+        response = analyze(url, jpeg())
+        ready = requests.get(url + "/health/ready").status_code
+    assert response.status_code == 503 and "not ready" in response.json()["result"]
+    assert fake.calls == 0 and ready == 503
+
+
+def test_context_length_exceeded_is_the_clients_error(fake):
+    fake.mode = "context"
+    with gateway(fake.url, BREAKER_FAIL_MAX=1) as (url, app):
+        responses = [analyze(url, jpeg(), f"p{i}") for i in range(3)]
+        breaker = app.extensions["gateway"].upstream.replicas[0].breaker.state
+    assert [r.status_code for r in responses] == [400] * 3
+    assert responses[0].json()["status"] == "VALIDATION_ERROR" and "over 4096" in responses[0].json()["result"]
+    assert breaker == "closed" and fake.calls == 3
+
+
+def test_upstream_queue_full_is_overloaded(fake):
+    fake.mode = "queue_full"
+    with gateway(fake.url) as (url, _):
+        response = analyze(url, jpeg())
+    assert response.status_code == 429 and response.json()["status"] == "OVERLOADED"
+    assert response.headers["Retry-After"] == "3"
+
+
+def test_breaker_opens_then_half_opens_then_closes(fake):
+    fake.mode = "error500"
+    with gateway(fake.url, BREAKER_FAIL_MAX=3, BREAKER_RESET_SECONDS=0.6, FALLBACK_ENABLED="false") as (url, app):
+        replica = app.extensions["gateway"].upstream.replicas[0]
+        failures = [analyze(url, jpeg(), f"fail {i}").status_code for i in range(3)]
+        assert replica.breaker.state == "open" and fake.calls == 3
+        started = time.monotonic()
+        refused = analyze(url, jpeg(), "while open")
+        refused_in = time.monotonic() - started
+        assert fake.calls == 3, "an open breaker must not call the model"
+        assert refused.status_code == 503 and "circuit breaker" in refused.json()["result"]
+        assert 1 <= int(refused.headers["Retry-After"]) <= 1
+        metrics_open = requests.get(url + "/metrics").text
+
+        time.sleep(0.7)  # reset timeout passes: the next call is the half-open trial, and it fails
+        trial = analyze(url, jpeg(), "trial 1")
+        assert fake.calls == 4 and trial.status_code == 503 and replica.breaker.state == "open"
+
+        time.sleep(0.7)
+        fake.mode = "ok"
+        recovered = analyze(url, jpeg(), "trial 2")
+        assert recovered.json()["status"] == "SUCCESS" and replica.breaker.state == "closed"
+        metrics_closed = requests.get(url + "/metrics").text
+    assert failures == [503] * 3 and refused_in < 0.2
+    assert f'llava_breaker_state{{upstream="{fake.url}"}} 2.0' in metrics_open
+    assert f'llava_breaker_state{{upstream="{fake.url}"}} 0.0' in metrics_closed
+
+
+def test_replicas_least_loaded_ready_one_is_chosen(fake):
+    second = FakeUpstream()
+    dead = f"http://127.0.0.1:{free_port()}"
+    try:
+        fake.delay_s = second.delay_s = 0.4
+        with gateway(f"{dead},{fake.url},{second.url}") as (url, _):
+            with ThreadPoolExecutor(4) as pool:
+                statuses = [f.result().json()["status"] for f in
+                            [pool.submit(analyze, url, jpeg(), f"spread {i}") for i in range(4)]]
+        assert statuses == ["SUCCESS"] * 4
+        assert fake.calls >= 1 and second.calls >= 1 and fake.calls + second.calls == 4
+    finally:
+        second.close()
+
+
+def test_request_id_is_passed_upstream_and_echoed(fake):
+    with gateway(fake.url) as (url, _):
+        given = analyze(url, jpeg(), headers={"X-Request-ID": "order-42.a"})
+        made = analyze(url, jpeg(), "another")
+        hostile = analyze(url, jpeg(), "third", headers={"X-Request-ID": "bad id; <script>" + "x" * 200})
+    assert given.json()["requestId"] == given.headers["X-Request-ID"] == "order-42.a"
+    assert fake.request_ids[0] == "order-42.a"
+    assert len(made.json()["requestId"]) == 32 and fake.request_ids[1] == made.json()["requestId"]
+    assert len(hostile.json()["requestId"]) == 32 and hostile.headers["X-Request-ID"] == hostile.json()["requestId"]
+
+
+@pytest.mark.parametrize("headers, http", [
+    ({}, 401),
+    ({"Authorization": "Bearer wrong"}, 401),
+    ({"X-API-Key": "secret-one-x"}, 401),
+    ({"Authorization": "Bearer secret-two"}, 200),
+    ({"X-API-Key": "secret-one"}, 200),
+    ({"Authorization": "bearer  secret-one "}, 200),
+])
+def test_api_keys(fake, headers, http):
+    with gateway(fake.url, API_KEYS="secret-one, secret-two") as (url, _):
+        response = analyze(url, jpeg(), headers=headers)
+        health = [requests.get(url + path).status_code for path in ("/health", "/health/live")]
+    assert response.status_code == http
+    assert response.json()["status"] == ("UNAUTHORIZED" if http == 401 else "SUCCESS")
+    if http == 401:
+        assert response.headers["WWW-Authenticate"].startswith("Bearer") and fake.calls == 0
+    assert health == [200, 200]
+
+
+def test_unknown_route_and_method_answer_json(fake):
+    with gateway(fake.url) as (url, _):
+        missing = requests.get(url + "/api/v1/nope")
+        wrong = requests.get(url + "/api/v1/multimodal/analyze")
+    assert missing.status_code == 404 and missing.json()["status"] == "VALIDATION_ERROR"
+    assert wrong.status_code == 405 and "GET is not allowed" in wrong.json()["result"]
