@@ -8,5 +8,10 @@ CRASH = 1
 # wrong checkpoint. Restarting will not help, so the supervisor must not loop on it
 # (gunicorn's WORKER_BOOT_ERROR is 3 for the same reason).
 BOOT_ERROR = 3
+# The supervisor gave up on its child: the child exited with BOOT_ERROR, or failed
+# to start SUPERVISOR_MAX_FAILED_STARTS times in a row, or could not be executed at
+# all. The supervisor exits with it so that Docker / Kubernetes restart policies
+# (with their own backoff) take over instead of a silent crash loop.
+FATAL = 4
 
-NAMES = {OK: "ok", CRASH: "crash", BOOT_ERROR: "boot error"}
+NAMES = {OK: "ok", CRASH: "crash", BOOT_ERROR: "boot error", FATAL: "fatal"}
