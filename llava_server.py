@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 from llava_common import exit_codes, logs
 from llava_common.settings import SettingsError
@@ -71,6 +72,9 @@ def main() -> int:
     if service.boot_error:
         log.error("cannot start: %s", service.boot_error)
         return exit_codes.BOOT_ERROR
+    # The engine has drained; let the last answers reach their clients.
+    if not service.responses.wait_idle(service.stop_deadline or time.monotonic()):
+        log.warning("stopping with %d responses still being sent", service.responses.count)
     log.info("stopped")
     # No server.close(): closing waitress's socket under its loop thread races with
     # that loop; the process exits now and the OS closes the socket.

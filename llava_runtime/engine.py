@@ -311,7 +311,9 @@ class Engine:
             while not self._pending:
                 if self._stopping:
                     return None
-                self._cond.wait()
+                # Bounded: on the main thread, a signal the kernel hands to another
+                # thread only runs its Python handler once this wait returns.
+                self._cond.wait(timeout=0.25)
             # Wait up to MAX_BATCH_WAIT_MS for company, counted from when both the first
             # job and the engine were ready: requests queued behind a running batch
             # would otherwise always start at once, and under steady load the clients

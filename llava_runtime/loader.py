@@ -58,15 +58,16 @@ class Progress:
     def snapshot(self) -> dict:
         bars = _live_bars()
         with self._lock:
-            return {"phase": self.phase, "detail": self.detail, "step": self.step + sum(b["n"] for b in bars),
-                    "bars": bars, "elapsedSeconds": round(time.monotonic() - self.started, 1)}
+            return {"phase": self.phase,
+                    "progress": {"step": self.step + sum(b["n"] for b in bars), "detail": self.detail, "bars": bars},
+                    "elapsedSeconds": round(time.monotonic() - self.started, 1)}
 
     def report_every(self, seconds: float, stop: threading.Event) -> threading.Thread:
         """Log a progress line periodically until `stop` is set (a 7B load takes minutes)."""
         def run():
             while not stop.wait(seconds):
                 snap = self.snapshot()
-                bars = "; ".join(f"{b['desc']} {b['n']}/{b['total']}" for b in snap["bars"])
+                bars = "; ".join(f"{b['desc']} {b['n']}/{b['total']}" for b in snap["progress"]["bars"])
                 log.info("still starting: %s%s, %.0fs elapsed", snap["phase"], f" [{bars}]" if bars else "",
                          snap["elapsedSeconds"])
         thread = threading.Thread(target=run, name="progress", daemon=True)

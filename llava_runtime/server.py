@@ -24,9 +24,43 @@ EVENT_TIMEOUT_S = 900.0
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
 
 
+class InFlight:
+    """WSGI middleware counting responses not yet fully sent (the server closes the
+    body iterable after writing it), so a draining process exits only after its
+    last answers have left, not merely after the engine produced them."""
+
+    def __init__(self, app, counter):
+        self.app, self.counter = app, counter
+
+    def __call__(self, environ, start_response):
+        self.counter.enter()
+        try:
+            body = self.app(environ, start_response)
+        except BaseException:
+            self.counter.leave()
+            raise
+        return _ClosingBody(body, self.counter.leave)
+
+
+class _ClosingBody:
+    def __init__(self, body, on_close):
+        self.body, self.on_close = body, on_close
+
+    def __iter__(self):
+        return iter(self.body)
+
+    def close(self):
+        try:
+            if hasattr(self.body, "close"):
+                self.body.close()
+        finally:
+            self.on_close()
+
+
 def create_app(settings, service) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.wsgi_app = InFlight(app.wsgi_app, service.responses)
     metrics = service.metrics
 
     @app.before_request

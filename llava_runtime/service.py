@@ -15,6 +15,29 @@ from .warmup import run_warmup
 log = logging.getLogger(__name__)
 
 
+class ResponseCounter:
+    """Responses being produced or written (see server.InFlight)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def enter(self) -> None:
+        with self._lock:
+            self.count += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self.count -= 1
+
+    def wait_idle(self, deadline: float) -> bool:
+        # Polled in short sleeps: this runs on the main thread, which must stay
+        # responsive to a second stop signal.
+        while self.count > 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.count == 0
+
+
 class Service:
     def __init__(self, settings, metrics: ModelMetrics | None = None):
         self.settings = settings
@@ -27,6 +50,8 @@ class Service:
         self.ready = False
         self.stopping = False
         self.boot_error: BootError | None = None
+        self.responses = ResponseCounter()
+        self.stop_deadline: float | None = None
         self._stop_reports = threading.Event()
 
     def load(self, on_fatal=None) -> None:
@@ -80,6 +105,7 @@ class Service:
         """Refuse new work and let the engine drain within `grace_s`; returns at once."""
         self.stopping = True
         self.ready = False
+        self.stop_deadline = time.monotonic() + grace_s
         self.metrics.ready.set(0)
         if self.engine is not None:
             self.engine.request_stop(grace_s)

@@ -71,7 +71,7 @@ def test_health_reports_loading_progress_then_healthy(demo_model_dir):
             time.sleep(0.05)
         assert health.json()["status"] == "healthy" and health.json()["model"] == "llava-demo"
         assert any(s["phase"] == "warming up" for s in seen)
-        steps = [s["step"] for s in seen]
+        steps = [s["progress"]["step"] for s in seen]
         assert steps == sorted(steps) and steps[-1] > steps[0]  # progress moved while loading
 
 
