@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE ?= 1
 install: $(STAMP)
 
 # Re-run pip only when a requirements file changed (idempotent and quick otherwise).
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements*.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
