@@ -6,7 +6,7 @@ import pytest
 
 from tests.procs import ROOT
 
-SETTINGS_MODULES = ["llava_runtime.settings"]
+SETTINGS_MODULES = ["llava_runtime.settings", "gateway.settings", "llava_supervisor.settings"]
 
 
 def settings_classes():
@@ -26,5 +26,5 @@ def test_every_setting_is_in_the_readme(cls):
 
 def test_readme_shows_the_pinned_commands():
     readme = (ROOT / "README.md").read_text()
-    for command in ("make test", "make install", "make bench"):
+    for command in ("make test", "make install", "make bench", "make demo", "make run", "docker compose up"):
         assert command in readme

@@ -10,7 +10,7 @@ from llava_supervisor.server import create_app
 from llava_supervisor.settings import SupervisorSettings
 from llava_supervisor.states import State
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "supervisor.md"
+DOC = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def snapshot(**changes):
