@@ -18,7 +18,7 @@ import threading
 import time
 
 from llava_common import exit_codes, logs
-from llava_common.settings import SettingsError
+from llava_common.settings import load_or_exit
 
 log = logging.getLogger("llava_server")
 
@@ -26,11 +26,7 @@ log = logging.getLogger("llava_server")
 def main() -> int:
     from llava_runtime.settings import ModelSettings
 
-    try:
-        settings = ModelSettings.from_env()
-    except SettingsError as exc:
-        print(f"llava_server: {exc}", file=sys.stderr)
-        return exit_codes.BOOT_ERROR
+    settings = load_or_exit(ModelSettings, "llava_server")
     logs.configure("model", settings.log_level)
 
     import waitress

@@ -15,8 +15,8 @@ import os
 import sys
 from pathlib import Path
 
-from llava_common import exit_codes, logs
-from llava_common.settings import SettingsError, describe
+from llava_common import logs
+from llava_common.settings import describe, load_or_exit
 
 MODEL_SERVER = Path(__file__).resolve().parent / "llava_server.py"
 
@@ -46,11 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     from llava_supervisor.runner import Supervisor
     from llava_supervisor.settings import SupervisorSettings
 
-    try:
-        settings = SupervisorSettings.from_env()
-    except SettingsError as exc:
-        print(f"supervisor: {exc}", file=sys.stderr)
-        return exit_codes.BOOT_ERROR
+    settings = load_or_exit(SupervisorSettings, "supervisor")
     logs.configure("supervisor", settings.log_level)
     if args.command:
         command, name = args.command, _name_of(args.command)

@@ -65,7 +65,7 @@ def report(rows: list[dict], args, command: str) -> str:
     for round_no in range(1, args.rounds + 1):
         by_mode = {r["mode"]: r for r in rows if r["round"] == round_no}
         ratios.append(by_mode["batched"]["tokens_per_s"] / by_mode["unbatched"]["tokens_per_s"])
-    lines = [f"# CPU benchmark: batching on the demo model", "",
+    lines = ["# CPU benchmark: batching on the demo model", "",
              f"Command: `{command}`  ", f"Date: {datetime.datetime.now():%Y-%m-%d %H:%M}, {platform.machine()}, "
              f"{args.requests} requests per run, concurrency {args.concurrency}, {args.tokens} new tokens each", "",
              "| round | mode | requests/s | tokens/s | p50 s | p95 s |", "|---|---|---|---|---|---|"]

@@ -7,19 +7,13 @@ before any worker starts; a worker that exits is marked dead so its live gauges
 drop out.
 """
 import os
-import sys
 import tempfile
 
 from gateway.metrics import MULTIPROC_ENV, prepare_multiprocess_dir, worker_exited
 from gateway.settings import GatewaySettings
-from llava_common import exit_codes
-from llava_common.settings import SettingsError
+from llava_common.settings import load_or_exit
 
-try:
-    _settings = GatewaySettings.from_env()
-except SettingsError as exc:
-    print(f"gateway: {exc}", file=sys.stderr)
-    sys.exit(exit_codes.BOOT_ERROR)
+_settings = load_or_exit(GatewaySettings, "gateway")
 
 # Must be in the environment before any worker imports prometheus_client.
 os.environ.setdefault(MULTIPROC_ENV, tempfile.mkdtemp(prefix="llava-gateway-metrics-"))

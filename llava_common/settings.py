@@ -43,6 +43,21 @@ def load(cls: type[T], environ: Mapping[str, str]) -> T:
         raise SettingsError(f"invalid settings: {exc}") from None
 
 
+def load_or_exit(cls: type[T], role: str, environ: Mapping[str, str] | None = None) -> T:
+    """Settings for a process about to start, or one line on stderr and exit
+    BOOT_ERROR: restarting with the same environment cannot help."""
+    import os
+    import sys
+
+    from . import exit_codes
+
+    try:
+        return load(cls, os.environ if environ is None else environ)
+    except SettingsError as exc:
+        print(f"{role}: {exc}", file=sys.stderr)
+        raise SystemExit(exit_codes.BOOT_ERROR) from None
+
+
 def describe(cls: type) -> list[tuple[str, str, str]]:
     """(variable, default, description) rows, for the README and --help."""
     rows = []

@@ -8,7 +8,7 @@ import pytest
 from llava_runtime.engine import Engine
 from llava_runtime.errors import ApiError
 from llava_runtime.faults import Faults
-from llava_runtime.inputs import Limits, SamplingParams, parse_analyze, prepare
+from llava_runtime.inputs import Limits, parse_analyze, prepare
 from llava_runtime.metrics import ModelMetrics
 from tests import images
 
