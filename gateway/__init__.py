@@ -1,7 +1,9 @@
 """The gateway: DESIGN.md's public REST API in front of the model process.
 
 Read top-down: settings -> api (auth, validation, images) -> analyze (cache,
-single-flight, admission, upstream with breaker, fallback) -> metrics.
+single-flight, admission, upstream with breaker, fallback) -> metrics. The
+OpenAI face (openai_api: chat completions, models) takes the same path;
+openapi serves both APIs as an OpenAPI 3 document.
 `create_app(settings)` builds everything; nothing lives at module level.
 """
 from __future__ import annotations
@@ -34,6 +36,8 @@ class Parts:
 
 def create_app(settings: GatewaySettings, clock=time.monotonic) -> Flask:
     from .api import bp
+    from .openai_api import bp as openai_bp
+    from .openapi import bp as openapi_bp
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + FORM_OVERHEAD_BYTES
@@ -44,4 +48,6 @@ def create_app(settings: GatewaySettings, clock=time.monotonic) -> Flask:
                         Admission(settings.max_in_flight, metrics), metrics)
     app.extensions["gateway"] = Parts(settings, metrics, upstream, analyzer)
     app.register_blueprint(bp)
+    app.register_blueprint(openai_bp)
+    app.register_blueprint(openapi_bp)
     return app

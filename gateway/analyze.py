@@ -1,11 +1,17 @@
-"""The analyze request path, after validation: cache -> single-flight ->
-admission -> upstream (breaker, timeouts) -> fallback. Returns an `Answer` or
-raises `Refusal`; HTTP lives in api.py."""
+"""The request path, after validation: cache -> single-flight -> admission ->
+upstream (breaker, timeouts) -> fallback. Returns an `Answer` or raises
+`Refusal`; HTTP lives in api.py and openai_api.py.
+
+Both APIs go through here: `analyze()` for the native API, `answer()` (one
+answer) and `open_stream()` (Server-Sent Events) for the OpenAI face, which asks
+for no fallback: OpenAI clients expect an outage as a 503 error, not as text."""
 from __future__ import annotations
 
 import base64
 import logging
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 from . import upstream as up
 from .cache import SingleFlight, cache_key
@@ -41,6 +47,7 @@ class Answer:
     model: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    finish_reason: str | None = None
 
     @property
     def usage(self) -> dict | None:
@@ -60,31 +67,62 @@ class Analyzer:
     def analyze(self, request: AnalyzeRequest, request_id: str) -> Answer:
         key = cache_key(request.image, request.prompt, request.max_tokens, request.temperature,
                         self.settings.upstream_model)
+        return self.answer(key, lambda: self._payload(request), request_id)
+
+    def answer(self, key: str, payload: Callable[[], dict], request_id: str, fallback: bool = True) -> Answer:
+        """One answer for `key`; `payload()` builds the upstream request on a miss."""
         hit = self.cache.get(key)
         if hit is not None:
             return Answer(CACHED, **hit)
         try:
-            answer, shared = self.flights.do(key, lambda: self._ask_model(request, key, request_id),
+            answer, shared = self.flights.do(key, lambda: self._ask_model(payload, key, request_id, fallback),
                                              self._follower_wait_s)
         except TimeoutError:
             return self._fallback(up.UpstreamDown(up.TIMEOUT, "waited too long for an identical request"),
-                                  request_id)
+                                  request_id, fallback)
         if shared:
             self.metrics.coalesced.inc()
         return answer
 
-    def _ask_model(self, request: AnalyzeRequest, key: str, request_id: str) -> Answer:
+    def _ask_model(self, payload: Callable[[], dict], key: str, request_id: str, fallback: bool) -> Answer:
         try:
             with self.admission.slot():
-                completion = self.upstream.complete(self._payload(request), request_id)
+                completion = self.upstream.complete(payload(), request_id)
         except up.UpstreamDown as exc:
-            return self._fallback(exc, request_id)
+            return self._fallback(exc, request_id, fallback)
         except up.UpstreamRefused as exc:
             raise self._refusal(exc, request_id) from None
         answer = Answer(SUCCESS, completion.text, completion.model, completion.prompt_tokens,
-                        completion.completion_tokens)
-        self.cache.put(key, {k: v for k, v in asdict(answer).items() if k != "status"})
+                        completion.completion_tokens, completion.finish_reason)
+        self.remember(key, answer)
         return answer
+
+    def remember(self, key: str, answer: Answer) -> None:
+        self.cache.put(key, {k: v for k, v in asdict(answer).items() if k != "status"})
+
+    def open_stream(self, key: str, payload: dict, request_id: str) -> "Answer | Streaming":
+        """A cached answer, or an open upstream stream holding an admission slot
+        until it is closed. Streams are not coalesced (each client gets its own
+        tokens as they come); one that completes is cached like a plain answer.
+        Never falls back: an outage is a `Refusal` (503)."""
+        hit = self.cache.get(key)
+        if hit is not None:
+            return Answer(CACHED, **hit)
+        held = ExitStack()
+        try:
+            held.enter_context(self.admission.slot())
+            stream = self.upstream.stream(payload, request_id)
+        except up.UpstreamDown as exc:
+            held.close()
+            self._fallback(exc, request_id, fallback=False)  # raises: no fallback here
+        except up.UpstreamRefused as exc:
+            held.close()
+            raise self._refusal(exc, request_id) from None
+        except BaseException:
+            held.close()
+            raise
+        held.callback(stream.close)
+        return Streaming(self, key, stream, held, request_id)
 
     def _payload(self, request: AnalyzeRequest) -> dict:
         image = request.normalised
@@ -101,10 +139,10 @@ class Analyzer:
             payload["model"] = self.settings.upstream_model
         return payload
 
-    def _fallback(self, failure: up.UpstreamDown, request_id: str) -> Answer:
+    def _fallback(self, failure: up.UpstreamDown, request_id: str, fallback: bool = True) -> Answer:
         self.metrics.upstream_errors.labels(failure.kind).inc()
         log.warning("model unavailable (%s: %s) [%s]", failure.kind, failure.detail, request_id)
-        if self.settings.fallback_enabled:
+        if fallback and self.settings.fallback_enabled:
             message = (self.settings.fallback_timeout_message if failure.kind == up.TIMEOUT
                        else self.settings.fallback_message)
             return Answer(FALLBACK, message)
@@ -117,11 +155,46 @@ class Analyzer:
         if refused.http == 429:
             self.metrics.upstream_errors.labels("queue_full").inc()
             retry_after = refused.retry_after or 1
-            return Refusal(OVERLOADED, 429, f"the model's queue is full; retry in {retry_after} s", retry_after)
+            return Refusal(OVERLOADED, 429, f"the model's queue is full; retry in {retry_after} s", retry_after,
+                           code="queue_full")
         # The model's own message says what is wrong (it is written for clients, e.g.
         # context_length_exceeded: prompt + image + max-tokens over the context).
         message = refused.message or f"the model refused the request ({refused.code})"
-        return invalid(message, refused.http if refused.http in (400, 413, 415) else 400)
+        return invalid(message, refused.http if refused.http in (400, 413, 415) else 400, code=refused.code)
+
+
+class Streaming:
+    """An upstream stream in progress: `events()` relays the model's chunks as they
+    come and caches the answer once it is complete; `close()` (idempotent) drops
+    the upstream connection and frees the admission slot."""
+
+    def __init__(self, analyzer: Analyzer, key: str, stream: up.UpstreamStream, held: ExitStack, request_id: str):
+        self._analyzer, self._key, self._stream, self._held, self._request_id = (
+            analyzer, key, stream, held, request_id)
+
+    def events(self):
+        text, model, finish, usage = [], None, None, None
+        try:
+            for event in self._stream.events():
+                if "error" in event:  # the model failed after the stream began: passed on, not cached
+                    yield event
+                    return
+                model = event.get("model") or model
+                for choice in event.get("choices") or ():
+                    text.append((choice.get("delta") or {}).get("content") or "")
+                    finish = choice.get("finish_reason") or finish
+                usage = event.get("usage") or usage
+                yield event
+        except up.UpstreamDown as exc:
+            self._analyzer.metrics.upstream_errors.labels(exc.kind).inc()
+            log.warning("stream broke off (%s: %s) [%s]", exc.kind, exc.detail, self._request_id)
+            raise
+        if finish and usage:
+            self._analyzer.remember(self._key, Answer(SUCCESS, "".join(text), model, usage.get("prompt_tokens"),
+                                                      usage.get("completion_tokens"), finish))
+
+    def close(self) -> None:
+        self._held.close()
 
 
 def _b64(data: bytes) -> str:

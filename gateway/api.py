@@ -11,14 +11,14 @@ import uuid
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from . import auth
+from . import auth, openai_api
 from .statuses import INTERNAL_ERROR, UNAUTHORIZED, VALIDATION_ERROR, Refusal
 from .validation import parse_analyze
 
 log = logging.getLogger(__name__)
 bp = Blueprint("gateway", __name__)
 ANALYZE = "/api/v1/multimodal/analyze"
-OPEN_PATHS = ("/health", "/metrics")
+OPEN_PATHS = ("/health", "/metrics", "/openapi.json")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
@@ -69,12 +69,15 @@ def analyze():
 
 
 def reply(status: str, http: int, result: str, model: str | None = None, usage: dict | None = None,
-          retry_after: int | None = None) -> Response:
+          retry_after: int | None = None, code: str | None = None, param: str | None = None) -> Response:
     g.answer_status = status
-    response = jsonify({"status": status, "result": result, "requestId": g.get("request_id", ""), "model": model,
-                        "usage": usage, "latencyMs": round((time.monotonic() - g.get("started", time.monotonic()))
-                                                           * 1000)})
-    response.status_code = http
+    if request.path.startswith(openai_api.PREFIX):  # the OpenAI face answers errors in OpenAI's shape
+        response = openai_api.error_response(http, result, code, param)
+    else:
+        latency_ms = round((time.monotonic() - g.get("started", time.monotonic())) * 1000)
+        response = jsonify({"status": status, "result": result, "requestId": g.get("request_id", ""),
+                            "model": model, "usage": usage, "latencyMs": latency_ms})
+        response.status_code = http
     if retry_after is not None:
         response.headers["Retry-After"] = str(retry_after)
     if status == UNAUTHORIZED:
@@ -115,13 +118,17 @@ def metrics():
 def refused(error: Refusal):
     if error.status != UNAUTHORIZED:
         log.info("refused %d %s: %s", error.http, error.status, error.message)
-    return reply(error.status, error.http, error.message, retry_after=error.retry_after)
+    return reply(error.status, error.http, error.message, retry_after=error.retry_after, code=error.code,
+                 param=error.param)
 
 
 @bp.app_errorhandler(RequestEntityTooLarge)
 def too_large(_error):
-    limit = parts().settings.max_upload_bytes
-    return reply(VALIDATION_ERROR, 413, f"the request is too large; the image limit is {limit} bytes")
+    settings = parts().settings
+    if request.path.startswith(openai_api.PREFIX):
+        return reply(VALIDATION_ERROR, 413, f"the request body is over {openai_api.body_limit(settings)} bytes "
+                     f"(at most {settings.max_images} images of {settings.max_upload_bytes} bytes each)")
+    return reply(VALIDATION_ERROR, 413, f"the request is too large; the image limit is {settings.max_upload_bytes} bytes")
 
 
 @bp.app_errorhandler(HTTPException)

@@ -34,6 +34,15 @@ def cache_key(image: bytes, prompt: str, max_tokens: int, temperature: float, mo
     return digest.hexdigest()
 
 
+def chat_cache_key(messages: list, max_tokens: int, temperature: float, top_p: float, model: str) -> str:
+    """A chat request's key: its messages with each image given as the SHA-256 of its
+    original bytes (see openai_api.py), the parameters and the model. Prefixed so it
+    never meets an analyze key."""
+    material = json.dumps(["chat", messages, max_tokens, repr(float(temperature)), repr(float(top_p)), model],
+                          sort_keys=True)
+    return "chat:" + hashlib.sha256(material.encode()).hexdigest()
+
+
 class MemoryCache:
     def __init__(self, max_entries: int, ttl_s: float, clock: Callable[[], float] = time.monotonic):
         self._entries = cachetools.TTLCache(maxsize=max_entries, ttl=ttl_s, timer=clock) if max_entries else None

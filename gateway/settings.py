@@ -83,6 +83,19 @@ class GatewaySettings:
                                             "FALLBACK result when the model did not answer in time")
     retry_after_s: int = setting("RETRY_AFTER_SECONDS", 5, integer(1, 3600),
                                  "Retry-After sent with 503 when the upstream gave none")
+    max_images: int = setting("MAX_IMAGES_PER_REQUEST", 4, integer(1, 64),
+                              "Most images in one /v1/chat/completions request (the model process has the same setting)")
+    context_tokens: int = setting("MODEL_CONTEXT_TOKENS", 4096, integer(0, 1_000_000),
+                                  "The model's context in tokens, for the up-front image budget check of chat requests "
+                                  "(LLaVA-1.6 tiling); 0 = leave the check to the model")
+    model_aliases: tuple = setting("OPENAI_MODEL_ALIASES", (), csv,
+                                   "Extra `model` names /v1/chat/completions accepts besides the served model "
+                                   "(e.g. gpt-4o-mini, Spring AI's default); `*` = any name")
+    remote_image_hosts: tuple = setting("REMOTE_IMAGE_HOSTS", (), csv,
+                                        "Hosts (`host` or `host:port`) whose http(s) image URLs chat requests may use; "
+                                        "empty = remote image URLs are refused")
+    remote_image_timeout_s: float = setting("REMOTE_IMAGE_TIMEOUT_SECONDS", 5.0, number(0.1, 300),
+                                            "Time limit for fetching one remote image, checked between reads (size limit: MAX_UPLOAD_BYTES)")
     log_level: str = setting("LOG_LEVEL", "info", choice(*logs.LEVELS), "Log verbosity")
 
     @classmethod

@@ -19,10 +19,13 @@ class Refusal(Exception):
     """A request the gateway answers with an error status. `message` is written for
     the client; it never carries exception text."""
 
-    def __init__(self, status: str, http: int, message: str, retry_after: int | None = None):
+    def __init__(self, status: str, http: int, message: str, retry_after: int | None = None,
+                 code: str | None = None, param: str | None = None):
         super().__init__(message)
         self.status, self.http, self.message, self.retry_after = status, http, message, retry_after
+        # For the OpenAI face (openai_api.py): a specific error code and the field at fault.
+        self.code, self.param = code, param
 
 
-def invalid(message: str, http: int = 400) -> Refusal:
-    return Refusal(VALIDATION_ERROR, http, message)
+def invalid(message: str, http: int = 400, code: str | None = None, param: str | None = None) -> Refusal:
+    return Refusal(VALIDATION_ERROR, http, message, code=code, param=param)

@@ -14,6 +14,7 @@ not open, the one with the fewest calls in flight. Connections are pooled
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -31,6 +32,8 @@ CONNECTION, TIMEOUT, SERVER_ERROR, BAD_RESPONSE, BREAKER_OPEN, NOT_READY = (
     "connection", "timeout", "server_error", "bad_response", "breaker_open", "not_ready")
 # Health probes are bounded separately: a hung /health must not hold a request long.
 HEALTH_TIMEOUT_S = 1.0
+# How long the upstream's model list (GET /v1/models) is trusted.
+MODELS_TTL_S = 60.0
 
 
 class UpstreamDown(Exception):
@@ -148,6 +151,8 @@ class Upstream:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self._lock = threading.Lock()
+        self._models: tuple[str, ...] = ()
+        self._models_at = float("-inf")
 
     # ------------------------------------------------------------------ readiness
 
@@ -179,9 +184,38 @@ class Upstream:
     def any_ready(self) -> bool:
         return any(self.is_ready(r) for r in self.replicas if not r.breaker.refuses())
 
+    # ------------------------------------------------------------------ models
+
+    def model_ids(self) -> tuple[str, ...]:
+        """The model names the upstream serves (OpenAI's `GET /v1/models`), asked of
+        the first replica that answers and kept for MODELS_TTL_S; () when none does."""
+        if self._models and self.clock() - self._models_at < MODELS_TTL_S:
+            return self._models
+        for replica in self.replicas:
+            try:
+                response = self.session.get(replica.url + "/v1/models",
+                                            timeout=(self.settings.connect_timeout_s, HEALTH_TIMEOUT_S))
+                ids = tuple(str(m["id"]) for m in response.json()["data"]) if response.status_code == 200 else ()
+            except (requests.RequestException, ValueError, KeyError, TypeError):
+                continue
+            if ids:
+                self._models, self._models_at = ids, self.clock()
+                return ids
+        return ()
+
     # ------------------------------------------------------------------ calls
 
     def complete(self, payload: dict, request_id: str) -> Completion:
+        return self._call(lambda replica: self._post(replica, payload, request_id))
+
+    def stream(self, payload: dict, request_id: str) -> "UpstreamStream":
+        """Open a streamed completion (`"stream": true`): returns once the model has
+        accepted the request (status 200, headers read), so refusals and outages
+        surface here as for `complete`. The breaker counts the opening; a stream
+        that breaks later ends with an in-band error."""
+        return self._call(lambda replica: self._open(replica, payload, request_id))
+
+    def _call(self, send):
         open_replicas = [r for r in self.replicas if r.breaker.refuses()]
         candidates = [r for r in self.replicas if r not in open_replicas and self.is_ready(r)]
         if not candidates:
@@ -199,7 +233,7 @@ class Upstream:
                 continue
             outcome = None
             try:
-                return self._post(replica, payload, request_id)
+                return send(replica)
             except (UpstreamDown, UpstreamRefused) as exc:
                 outcome = exc
                 if isinstance(exc, UpstreamRefused) or exc.kind != CONNECTION:
@@ -211,14 +245,44 @@ class Upstream:
 
     def _post(self, replica: Replica, payload: dict, request_id: str) -> Completion:
         started = self.clock()
-        with self._lock:
-            replica.in_flight += 1
-        gauge = self.metrics.upstream_in_flight.labels(replica.url)
-        gauge.inc()
+        self._count(replica, +1)
         try:
-            response = self.session.post(replica.url + "/v1/chat/completions", json=payload,
-                                         headers={"X-Request-ID": request_id},
-                                         timeout=(self.settings.connect_timeout_s, self.settings.read_timeout_s))
+            response = self._send(replica, payload, request_id, stream=False)
+        finally:
+            self._count(replica, -1)
+            self.metrics.upstream_time.observe(self.clock() - started)
+        return self._read(replica, response)
+
+    def _open(self, replica: Replica, payload: dict, request_id: str) -> "UpstreamStream":
+        started = self.clock()
+        self._count(replica, +1)
+        response = None
+        try:
+            response = self._send(replica, payload, request_id, stream=True)
+            if response.status_code != 200:
+                self._refuse(replica, response)  # raises
+        except BaseException:
+            if response is not None:
+                response.close()
+            self._count(replica, -1)
+            self.metrics.upstream_time.observe(self.clock() - started)
+            raise
+
+        def closed():
+            self._count(replica, -1)
+            self.metrics.upstream_time.observe(self.clock() - started)
+        return UpstreamStream(replica.url, response, closed)
+
+    def _count(self, replica: Replica, step: int) -> None:
+        with self._lock:
+            replica.in_flight += step
+        self.metrics.upstream_in_flight.labels(replica.url).inc(step)
+
+    def _send(self, replica: Replica, payload: dict, request_id: str, stream: bool) -> requests.Response:
+        try:
+            return self.session.post(replica.url + "/v1/chat/completions", json=payload, stream=stream,
+                                     headers={"X-Request-ID": request_id},
+                                     timeout=(self.settings.connect_timeout_s, self.settings.read_timeout_s))
         except requests.Timeout as exc:
             connect = isinstance(exc, requests.ConnectTimeout)
             if connect:
@@ -229,15 +293,8 @@ class Upstream:
         except requests.ConnectionError:
             self._mark(replica, False)
             raise UpstreamDown(CONNECTION, f"cannot connect to {replica.url}") from None
-        finally:
-            with self._lock:
-                replica.in_flight -= 1
-            gauge.dec()
-            self.metrics.upstream_time.observe(self.clock() - started)
-        return self._read(replica, response)
 
     def _read(self, replica: Replica, response: requests.Response) -> Completion:
-        retry_after = _retry_after(response)
         if response.status_code == 200:
             try:
                 body = response.json()
@@ -249,6 +306,11 @@ class Upstream:
                                   completion_tokens=int(usage.get("completion_tokens") or 0))
             except (ValueError, KeyError, IndexError, TypeError):
                 raise UpstreamDown(BAD_RESPONSE, f"{replica.url} answered 200 without a chat completion") from None
+        self._refuse(replica, response)
+
+    def _refuse(self, replica: Replica, response: requests.Response):
+        """A non-200 answer as the typed failure it stands for (always raises)."""
+        retry_after = _retry_after(response)
         code, message = _error_of(response)
         if response.status_code in (400, 413, 415, 422, 429):
             raise UpstreamRefused(response.status_code, code, message, retry_after)
@@ -256,6 +318,45 @@ class Upstream:
             self._mark(replica, False)
         raise UpstreamDown(SERVER_ERROR, f"{replica.url} answered {response.status_code} {code}",
                            retry_after=retry_after)
+
+
+class UpstreamStream:
+    """An open Server-Sent Events answer: `events()` yields each `data:` payload as
+    parsed JSON, as the model sends it (no buffering past one event), and ends at
+    `data: [DONE]`. A stream that breaks raises `UpstreamDown`. `close()` (always
+    called, also when the client went away) drops the connection, which makes the
+    model process cancel the generation and free its batch slot."""
+
+    def __init__(self, url: str, response: requests.Response, on_close):
+        self.url, self._response, self._on_close = url, response, on_close
+        self._closed = False
+
+    def events(self):
+        buffer = b""
+        try:
+            for chunk in self._response.iter_content(chunk_size=None):
+                buffer += chunk.replace(b"\r\n", b"\n")
+                while b"\n\n" in buffer:
+                    event, buffer = buffer.split(b"\n\n", 1)
+                    data = b"\n".join(line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:"))
+                    if not data:
+                        continue  # a comment or keep-alive
+                    if data == b"[DONE]":
+                        return
+                    yield json.loads(data)
+        except requests.Timeout:
+            raise UpstreamDown(TIMEOUT, f"{self.url} stopped sending in the middle of a stream") from None
+        except requests.RequestException:
+            raise UpstreamDown(CONNECTION, f"{self.url} broke the stream off") from None
+        except ValueError:
+            raise UpstreamDown(BAD_RESPONSE, f"{self.url} sent an unreadable stream event") from None
+        raise UpstreamDown(BAD_RESPONSE, f"{self.url} ended the stream without data: [DONE]")
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._response.close()
+            self._on_close()
 
 
 def _error_of(response: requests.Response) -> tuple[str, str]:

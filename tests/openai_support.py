@@ -1,0 +1,143 @@
+"""Helpers for the OpenAI-face tests: a fake upstream that streams (token by token,
+with a delay, and notices when its client goes away), a tiny image server for
+remote-URL tests. The demo stack fixture is in openai_stack.py."""
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+
+from flask import Flask, Response, request
+
+from tests.gateway_support import Served
+
+TOKENS = ["A", " red", " square", " on", " a", " white", " table", "."]
+
+
+def data_url(image: bytes, mime: str = "image/jpeg") -> str:
+    return f"data:{mime};base64," + base64.b64encode(image).decode()
+
+
+def user(text: str, *images: str) -> dict:
+    return {"role": "user", "content": [{"type": "text", "text": text},
+                                        *({"type": "image_url", "image_url": {"url": u}} for u in images)]}
+
+
+class ChatUpstream:
+    """The model process's chat-completions protocol, streaming included.
+
+    mode: ok | error500 | context | queue_full | loading | stall | break | truncated
+    """
+
+    def __init__(self, model: str = "fake-llava"):
+        self.mode, self.model = "ok", model
+        self.tokens = list(TOKENS)
+        self.token_delay_s = 0.0
+        self.calls = 0
+        self.payloads: list[dict] = []
+        self.sent = 0                       # content chunks written by the last stream
+        self.stream_closed = threading.Event()
+        self.release = threading.Event()
+        app = Flask("fake-chat-upstream")
+
+        @app.get("/health")
+        def health():
+            return {"status": "healthy", "model": self.model}
+
+        @app.get("/v1/models")
+        def models():
+            return {"object": "list", "data": [{"id": self.model, "object": "model", "created": 0, "owned_by": "x"}]}
+
+        @app.post("/v1/chat/completions")
+        def chat():
+            body = request.get_json()
+            self.calls += 1
+            self.payloads.append(body)
+            if self.mode == "stall":
+                self.release.wait(30)
+            refusal = {"error500": (500, "internal_error", {}), "context": (400, "context_length_exceeded", {}),
+                       "queue_full": (429, "queue_full", {"Retry-After": "3"}),
+                       "loading": (503, "model_loading", {"Retry-After": "7"})}.get(self.mode)
+            if refusal:
+                status, code, headers = refusal
+                return {"error": {"message": f"upstream says {code}", "type": "x", "param": None, "code": code}}, \
+                    status, headers
+            if body.get("stream"):
+                self.stream_closed.clear()
+                return Response(self._stream(body), mimetype="text/event-stream")
+            n = len(self.tokens)
+            return {"id": "chatcmpl-up", "object": "chat.completion", "created": 1, "model": self.model,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(self.tokens)},
+                                 "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 2950, "completion_tokens": n, "total_tokens": 2950 + n}}
+
+        self.served = Served(app)
+        self.url = self.served.url
+
+    def _stream(self, body: dict):
+        def event(delta=None, finish=None, usage=None):
+            chunk = {"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": 1, "model": self.model,
+                     "choices": [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            if usage:
+                chunk["usage"] = usage
+            return f"data: {json.dumps(chunk)}\n\n"
+
+        self.sent = 0
+        try:
+            yield event({"role": "assistant", "content": ""})
+            for i, token in enumerate(self.tokens):
+                time.sleep(self.token_delay_s)
+                if self.mode == "break" and i == 2:
+                    yield 'data: {"error": {"message": "out of memory", "type": "x", "param": null, "code": "oom"}}\n\n'
+                    yield "data: [DONE]\n\n"
+                    return
+                if self.mode == "truncated" and i == 2:
+                    return  # the connection ends without [DONE]
+                yield event({"content": token})
+                self.sent += 1
+            yield event({}, "stop")
+            if (body.get("stream_options") or {}).get("include_usage"):
+                n = len(self.tokens)
+                yield event(usage={"prompt_tokens": 2950, "completion_tokens": n, "total_tokens": 2950 + n})
+            yield "data: [DONE]\n\n"
+        finally:
+            self.stream_closed.set()
+
+    def close(self):
+        self.release.set()
+        self.served.close()
+
+
+class ImageServer:
+    """Serves `self.body` at /img (or a redirect at /redirect, a slow drip at /slow)."""
+
+    def __init__(self, body: bytes):
+        self.body, self.hits = body, 0
+        app = Flask("fake-image-host")
+
+        @app.get("/img")
+        def img():
+            self.hits += 1
+            return Response(self.body, mimetype="image/jpeg")
+
+        @app.get("/redirect")
+        def redirect():
+            self.hits += 1
+            return "", 302, {"Location": self.url + "/img"}
+
+        @app.get("/slow")
+        def slow():
+            self.hits += 1
+
+            def drip():
+                for _ in range(100):
+                    time.sleep(0.1)
+                    yield b"\xff" * 10
+            return Response(drip(), mimetype="image/jpeg")
+
+        self.served = Served(app)
+        self.url = self.served.url
+
+    def close(self):
+        self.served.close()
