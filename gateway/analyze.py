@@ -34,10 +34,13 @@ _UNAVAILABLE = {
 @dataclass(frozen=True)
 class AnalyzeRequest:
     image: bytes                # as uploaded: the cache key hashes these bytes
-    normalised: Normalised      # what the model gets
     prompt: str
     max_tokens: int
     temperature: float
+    # Judges and normalises the image (decode, rotate, convert, scale, re-encode):
+    # called on a cache miss only. A hit needs none of it: only answers to images
+    # that passed it are cached, keyed by these exact bytes.
+    normalise: Callable[[], Normalised]
 
 
 @dataclass(frozen=True)
@@ -74,8 +77,9 @@ class Analyzer:
         hit = self.cache.get(key)
         if hit is not None:
             return Answer(CACHED, **hit)
+        body = payload()  # may refuse (a bad image): before the single flight and any admission slot
         try:
-            answer, shared = self.flights.do(key, lambda: self._ask_model(payload, key, request_id, fallback),
+            answer, shared = self.flights.do(key, lambda: self._ask_model(body, key, request_id, fallback),
                                              self._follower_wait_s)
         except TimeoutError:
             return self._fallback(up.UpstreamDown(up.TIMEOUT, "waited too long for an identical request"),
@@ -84,10 +88,10 @@ class Analyzer:
             self.metrics.coalesced.inc()
         return answer
 
-    def _ask_model(self, payload: Callable[[], dict], key: str, request_id: str, fallback: bool) -> Answer:
+    def _ask_model(self, body: dict, key: str, request_id: str, fallback: bool) -> Answer:
         try:
             with self.admission.slot():
-                completion = self.upstream.complete(payload(), request_id)
+                completion = self.upstream.complete(body, request_id)
         except up.UpstreamDown as exc:
             return self._fallback(exc, request_id, fallback)
         except up.UpstreamRefused as exc:
@@ -125,7 +129,7 @@ class Analyzer:
         return Streaming(self, key, stream, held, request_id)
 
     def _payload(self, request: AnalyzeRequest) -> dict:
-        image = request.normalised
+        image = request.normalise()
         payload = {
             "messages": [{"role": "user", "content": [
                 {"type": "image_url", "image_url": {"url": f"data:{image.mime};base64," + _b64(image.data)}},

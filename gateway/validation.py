@@ -2,6 +2,7 @@
 refusal names the part and says exactly what is wrong."""
 from __future__ import annotations
 
+import functools
 import math
 
 from .analyze import AnalyzeRequest
@@ -24,9 +25,9 @@ def parse_analyze(form, files, args, settings) -> AnalyzeRequest:
     temperature = _temperature(args.get("temperature"))
     # Read one byte past the limit: enough to know it is too large without holding more.
     data = upload.stream.read(settings.max_upload_bytes + 1)
-    normalised = normalise(data, settings.max_upload_bytes, settings.max_image_pixels, settings.max_image_side)
-    return AnalyzeRequest(image=data, normalised=normalised, prompt=prompt, max_tokens=max_tokens,
-                          temperature=temperature)
+    return AnalyzeRequest(image=data, prompt=prompt, max_tokens=max_tokens, temperature=temperature,
+                          normalise=functools.partial(normalise, data, settings.max_upload_bytes,
+                                                      settings.max_image_pixels, settings.max_image_side))
 
 
 def _prompt(raw: str | None) -> str:

@@ -20,6 +20,7 @@ request (image tiling, tokens) before submitting, overlapping the running batch.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import queue
 import threading
@@ -228,6 +229,7 @@ class Engine:
         # while that thread holds the lock.
         self._cond = threading.Condition(threading.RLock())
         self._batch: list[Job] = []
+        self._preparing = 0  # requests inside the HTTP layer, not yet submitted
         self._stopping = False
         self._thread: threading.Thread | None = None
 
@@ -242,6 +244,19 @@ class Engine:
     def run(self) -> None:
         """Run the batches on the calling thread until a requested stop has drained."""
         self._loop()
+
+    @contextlib.contextmanager
+    def preparing(self):
+        """Mark a request being preprocessed: a batch waits for it (up to
+        MAX_BATCH_WAIT_MS) rather than starting without it."""
+        with self._cond:
+            self._preparing += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._preparing -= 1
+                self._cond.notify_all()
 
     def submit(self, prepared: Prepared, params: SamplingParams, request_id: str, stream: bool = False) -> Job:
         job = Job(prepared, params, request_id, stream, self.tokenizer, self.eos_ids)
@@ -315,11 +330,11 @@ class Engine:
                 # thread only runs its Python handler once this wait returns.
                 self._cond.wait(timeout=0.25)
             # Wait up to MAX_BATCH_WAIT_MS for company, counted from when both the first
-            # job and the engine were ready: requests queued behind a running batch
-            # would otherwise always start at once, and under steady load the clients
-            # split into cohorts that never share a batch.
+            # job and the engine were ready (requests queued behind a running batch
+            # would otherwise always start at once), and only while some request is
+            # still being preprocessed: a lone request never waits for nobody.
             deadline = max(self._pending[0].arrived, free_since) + wait_s
-            while len(self._pending) < limit and not self._stopping:
+            while len(self._pending) < limit and self._preparing and not self._stopping:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break

@@ -139,11 +139,12 @@ def create_app(settings, service) -> Flask:
                            "the model process is shutting down" if service.stopping else
                            f"the model is still starting ({service.progress.phase}); retry shortly")
         started = time.monotonic()
-        parsed = parse(_json_body(), service.limits)
-        loaded = service.loaded
-        prepared = prepare(parsed, loaded.processor, loaded.context_length, loaded.image_token_id)
-        metrics.preprocess.observe(time.monotonic() - started)
-        job = service.engine.submit(prepared, parsed.params, g.request_id, stream=stream or parsed.stream)
+        with service.engine.preparing():
+            parsed = parse(_json_body(), service.limits)
+            loaded = service.loaded
+            prepared = prepare(parsed, loaded.processor, loaded.context_length, loaded.image_token_id)
+            metrics.preprocess.observe(time.monotonic() - started)
+            job = service.engine.submit(prepared, parsed.params, g.request_id, stream=stream or parsed.stream)
         return parsed, job
 
     @app.post("/v1/analyze")

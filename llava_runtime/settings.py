@@ -29,8 +29,8 @@ class ModelSettings:
     demo_dir: str = setting("DEMO_MODEL_DIR", "", text, "Where the demo model is built (default: ~/.cache/llava-service/demo-model-v1)")
     max_batch_size: int = setting("MAX_BATCH_SIZE", 8, integer(1, 256), "Most requests run together in one generate call; 1 disables batching")
     max_batch_wait_ms: float = setting("MAX_BATCH_WAIT_MS", 25.0, number(0, 10_000),
-                                       "How long a batch waits for more requests to join, counted from when both its first "
-                                       "request and the engine are ready (0 = start at once)")
+                                       "How long a batch waits for requests still being preprocessed to join it, counted from "
+                                       "when both its first request and the engine are ready (0 = start at once)")
     max_queue: int = setting("MAX_QUEUE", 64, integer(1, 100_000), "Requests waiting for a batch slot; past it new requests get 429")
     http_threads: int = setting("HTTP_THREADS", 96, integer(4, 4096),
                                 "Waitress worker threads (each waiting or streaming request holds one)")

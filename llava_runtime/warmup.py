@@ -47,8 +47,9 @@ def run_warmup(service, count: int, tokens: int, progress) -> float:
                                           service.loaded.image_token_id)))
 
     def submit_all(indices) -> None:
-        jobs = [(i, service.engine.submit(prepared[i][1], prepared[i][0].params, f"warmup-{i}-{uuid.uuid4().hex[:6]}"))
-                for i in indices]
+        with service.engine.preparing():  # the batch waits until all are in
+            jobs = [(i, service.engine.submit(prepared[i][1], prepared[i][0].params,
+                                              f"warmup-{i}-{uuid.uuid4().hex[:6]}")) for i in indices]
         for i, job in jobs:
             done = job.result(timeout=600)
             log.info("warmup request %d/%d: %d prompt tokens, %d new, batch of %d, %.2fs", i + 1, count,

@@ -38,7 +38,8 @@ def prepared_for(loaded, model_settings, size, seed=0, prompt="What is in this p
 
 def run_together(engine, items):
     """Submit all at once (so they batch) and wait for every result."""
-    jobs = [engine.submit(prep, params, f"r{i}") for i, (prep, params) in enumerate(items)]
+    with engine.preparing():  # as HTTP threads do: the batch waits for requests still being prepared
+        jobs = [engine.submit(prep, params, f"r{i}") for i, (prep, params) in enumerate(items)]
     return [job.result(timeout=120) for job in jobs]
 
 
@@ -168,8 +169,15 @@ def test_requests_queued_behind_a_batch_still_wait_for_company(make_engine, load
     first = [engine.submit(*item, f"first{i}") for i in range(2)]  # a full batch: starts at once
     time.sleep(0.1)
     queued = engine.submit(*item, "queued")  # arrives while the first batch runs
-    first[0].result(timeout=60)
-    time.sleep(0.1)
-    latecomer = engine.submit(*item, "latecomer")  # after the engine is free again
+    with engine.preparing():  # a request still being prepared when the first batch ends
+        first[0].result(timeout=60)
+        time.sleep(0.1)
+        latecomer = engine.submit(*item, "latecomer")
     assert queued.result(timeout=60).batch_size == 2
     assert latecomer.result(timeout=60).batch_size == 2
+
+
+def test_a_lone_request_does_not_wait_out_the_batch_window(make_engine, loaded_demo, model_settings):
+    engine = make_engine(max_batch_size=8, max_batch_wait_ms=3000)
+    done = engine.submit(*prepared_for(loaded_demo, model_settings, (64, 64), max_tokens=2), "alone").result(timeout=60)
+    assert done.batch_size == 1 and done.queue_s < 1.0  # nobody is being prepared: no reason to wait 3 s

@@ -255,3 +255,18 @@ def test_unknown_route_and_method_answer_json(fake):
         wrong = requests.get(url + "/api/v1/multimodal/analyze")
     assert missing.status_code == 404 and missing.json()["status"] == "VALIDATION_ERROR"
     assert wrong.status_code == 405 and "GET is not allowed" in wrong.json()["result"]
+
+
+def test_a_cache_hit_does_not_decode_the_image_again(fake, monkeypatch):
+    from gateway import validation
+
+    calls = []
+    real = validation.normalise
+    monkeypatch.setattr(validation, "normalise", lambda *a: calls.append(1) or real(*a))
+    with gateway(fake.url) as (url, _):
+        first = analyze(url, jpeg(), "What is this?").json()
+        hits = [analyze(url, jpeg(), "What is this?").json()["status"] for _ in range(3)]
+        broken = analyze(url, jpeg()[:200], "What is this?")
+    assert first["status"] == "SUCCESS" and hits == ["CACHED"] * 3
+    assert len(calls) == 2  # the first upload and the broken one; never a hit
+    assert broken.status_code in (400, 415) and broken.json()["status"] == "VALIDATION_ERROR"
