@@ -1,8 +1,14 @@
-"""CPU benchmarks on the demo model (`make bench`).
+"""CPU benchmarks on the demo model (`make bench`). Ratios measured side by side in
+one run, alternating the two sides over rounds so machine noise hits both.
 
-Batching: throughput at concurrency 8, 32 new tokens per request, with batching on
-(MAX_BATCH_SIZE=8) against MAX_BATCH_SIZE=1. Both servers run the same build of the
-demo model; the modes alternate over several rounds so machine noise hits both.
+1. Batching: throughput and latency at concurrency 1, 4, 8, 16 (32 new tokens per
+   request) with batching on (MAX_BATCH_SIZE=8) against MAX_BATCH_SIZE=1.
+2. Gateway overhead: cache-hit throughput through the gateway against a bare Flask
+   endpoint that only reads the same multipart upload, both under the gateway's
+   gunicorn settings (the floor for this stack).
+3. Cache-miss latency through the gateway against straight to the model process.
+
+Writes bench/results/cpu.md and bench/results/cpu-concurrency.png.
 """
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import io
 import platform
 import statistics
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,16 +29,21 @@ from bench import load
 from tests.procs import Proc, free_port, python
 
 RESULTS = Path(__file__).resolve().parent / "results"
+PROMPT = "Describe this product photo."
 
 
-def jpeg_b64(seed: int) -> str:
+def jpeg(seed: int) -> bytes:
     pixels = np.random.default_rng(seed).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="JPEG", quality=85)
-    return base64.b64encode(buffer.getvalue()).decode()
+    return buffer.getvalue()
 
 
-def serve(batch_size: int, demo_dir: str) -> tuple[Proc, str]:
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def serve_model(batch_size: int, demo_dir: str) -> tuple[Proc, str]:
     port = free_port()
     proc = Proc(python("llava_server.py"), env={"MODEL_PATH": "demo", "DEMO_MODEL_DIR": demo_dir, "MODEL_PORT": str(port),
                                                  "MAX_BATCH_SIZE": str(batch_size), "WARMUP_REQUESTS": "4",
@@ -41,55 +53,152 @@ def serve(batch_size: int, demo_dir: str) -> tuple[Proc, str]:
     return proc, url
 
 
+def serve_gunicorn(app: str, env: dict) -> tuple[Proc, str]:
+    """`app` under the gateway's own gunicorn configuration (2 workers)."""
+    port = free_port()
+    proc = Proc(python("-m", "gunicorn", "-c", "python:gateway.gunicorn_conf", app),
+                env={"GATEWAY_PORT": str(port), "GATEWAY_WORKERS": "2", "LOG_LEVEL": "warning",
+                     "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="bench-metrics-"), **env})
+    url = f"http://127.0.0.1:{port}"
+    proc.wait_for(url + "/health/live" if app.startswith("gateway") else url + "/", 200 if app.startswith("gateway") else 404,
+                  timeout=60)
+    return proc, url
+
+
 def batching(args) -> list[dict]:
-    bodies = [{"image": jpeg_b64(i), "prompt": "Describe this product photo.", "max_tokens": args.tokens,
-               "min_tokens": args.tokens, "temperature": 0} for i in range(args.requests)]
+    print("[batching] starting a batched and an unbatched model server", file=sys.stderr)
+    servers = {"batched": serve_model(8, args.demo_dir), "unbatched": serve_model(1, args.demo_dir)}
     rows = []
-    for round_no in range(1, args.rounds + 1):
-        for mode, batch_size in (("batched", 8), ("unbatched", 1)):
-            print(f"[round {round_no}/{args.rounds}] {mode} (MAX_BATCH_SIZE={batch_size}): starting server", file=sys.stderr)
-            proc, url = serve(batch_size, args.demo_dir)
-            try:
-                result = load.run(url + "/v1/analyze", bodies, args.concurrency, mode)
-            finally:
-                proc.stop()
-            if result.errors:
-                raise SystemExit(f"{mode}: {result.errors} requests failed; see the server log {proc.log.name}")
-            rows.append({"round": round_no, "mode": mode, "rps": result.rps, "tokens_per_s": result.tokens_per_s,
-                         "p50": result.p50, "p95": result.percentile(0.95)})
+    try:
+        for concurrency in args.concurrency:
+            count = max(args.requests, 3 * concurrency)
+            bodies = [{"image": b64(jpeg(i)), "prompt": PROMPT, "max_tokens": args.tokens, "min_tokens": args.tokens,
+                       "temperature": 0} for i in range(count)]
+            for round_no in range(1, args.rounds + 1):
+                for mode, (_, url) in servers.items():
+                    result = load.run(load.post_json(url + "/v1/analyze"), bodies, concurrency,
+                                      f"[batching] concurrency {concurrency}, round {round_no}, {mode}")
+                    if result.errors:
+                        raise SystemExit(f"{mode}: {result.errors} requests failed: {result.labels}")
+                    rows.append({"concurrency": concurrency, "round": round_no, "mode": mode, "rps": result.rps,
+                                 "tokens_per_s": result.tokens_per_s, "p50": result.p50, "p95": result.percentile(0.95)})
+    finally:
+        for proc, _ in servers.values():
+            proc.stop()
     return rows
 
 
-def report(rows: list[dict], args, command: str) -> str:
-    ratios = []
-    for round_no in range(1, args.rounds + 1):
-        by_mode = {r["mode"]: r for r in rows if r["round"] == round_no}
-        ratios.append(by_mode["batched"]["tokens_per_s"] / by_mode["unbatched"]["tokens_per_s"])
-    lines = ["# CPU benchmark: batching on the demo model", "",
-             f"Command: `{command}`  ", f"Date: {datetime.datetime.now():%Y-%m-%d %H:%M}, {platform.machine()}, "
-             f"{args.requests} requests per run, concurrency {args.concurrency}, {args.tokens} new tokens each", "",
-             "| round | mode | requests/s | tokens/s | p50 s | p95 s |", "|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['round']} | {r['mode']} | {r['rps']:.2f} | {r['tokens_per_s']:.1f} | {r['p50']:.2f} | {r['p95']:.2f} |")
-    lines += ["", f"**Batched / unbatched throughput: {statistics.median(ratios):.2f}x** (median of rounds: "
-              + ", ".join(f"{x:.2f}x" for x in ratios) + ")", ""]
+def gateway_overhead(args) -> dict:
+    print("[gateway] starting model process, gateway and the bare upload endpoint", file=sys.stderr)
+    model, model_url = serve_model(8, args.demo_dir)
+    gateway, gateway_url = serve_gunicorn("gateway.wsgi:app", {"MODEL_URL": model_url, "CACHE_URL": ""})
+    bare, bare_url = serve_gunicorn("bench.bare_app:app", {})
+    try:
+        photo = jpeg(10_000)
+        upload = load.post_upload
+        # Warm both workers' caches: keep asking until a run of answers is all CACHED.
+        for _ in range(10):
+            warm = load.run(upload(gateway_url + "/api/v1/multimodal/analyze"), [(photo, PROMPT)] * 16, 4, "[gateway] warming the cache")
+            if warm.labels.get("CACHED") == 16:
+                break
+        rounds = []
+        for round_no in range(1, args.rounds + 1):
+            items = [(photo, PROMPT)] * args.hits
+            via_gateway = load.run(upload(gateway_url + "/api/v1/multimodal/analyze"), items, 8, f"[gateway] round {round_no}, cache hits")
+            floor = load.run(upload(bare_url + "/api/v1/multimodal/analyze"), items, 8, f"[gateway] round {round_no}, bare endpoint")
+            if via_gateway.labels.get("CACHED") != len(items) or floor.errors:
+                raise SystemExit(f"unexpected answers: gateway {via_gateway.labels}, bare {floor.labels}")
+            rounds.append((via_gateway, floor))
+        # Cache misses, one at a time, alternating the two paths per image.
+        through, direct = [], []
+        for i in range(args.misses):
+            image = jpeg(20_000 + i)
+            through.append(load.run(upload(gateway_url + "/api/v1/multimodal/analyze"), [(image, f"{PROMPT} #{i}")], 1,
+                                    f"[latency] {i + 1}/{args.misses} through the gateway"))
+            body = {"messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64," + b64(jpeg(30_000 + i))}},
+                {"type": "text", "text": f"{PROMPT} #{i}"}]}], "max_tokens": 8, "temperature": 0.2}
+            direct.append(load.run(load.post_json(model_url + "/v1/chat/completions"), [body], 1,
+                                   f"[latency] {i + 1}/{args.misses} straight to the model"))
+        if any(r.labels != {"SUCCESS": 1} for r in through) or any(r.errors for r in direct):
+            raise SystemExit("a cache-miss request did not succeed")
+        return {"rounds": rounds, "through": statistics.median(r.latencies[0] for r in through),
+                "direct": statistics.median(r.latencies[0] for r in direct)}
+    finally:
+        for proc in (bare, gateway, model):
+            proc.stop()
+
+
+def report(batch_rows: list[dict], gateway: dict, args, command: str) -> str:
+    lines = ["# CPU benchmarks (demo model)", "", f"Command: `{command}`  ",
+             f"Date: {datetime.datetime.now():%Y-%m-%d %H:%M}, {platform.machine()}, {platform.python_version()}; "
+             f"{args.rounds} alternating round(s) per comparison; the machine is shared, so compare ratios, not absolutes.", "",
+             f"## Batching: {args.tokens} new tokens per request, MAX_BATCH_SIZE=8 vs 1", "",
+             "| concurrency | batched req/s | unbatched req/s | **ratio** | batched p50 / p95 s | unbatched p50 / p95 s |",
+             "|---|---|---|---|---|---|"]
+    for concurrency in args.concurrency:
+        rows = [r for r in batch_rows if r["concurrency"] == concurrency]
+        on = [r for r in rows if r["mode"] == "batched"]
+        off = [r for r in rows if r["mode"] == "unbatched"]
+        ratio = statistics.median(a["rps"] / b["rps"] for a, b in zip(on, off))
+        med = lambda rs, k: statistics.median(r[k] for r in rs)
+        lines.append(f"| {concurrency} | {med(on, 'rps'):.2f} | {med(off, 'rps'):.2f} | **{ratio:.2f}x** | "
+                     f"{med(on, 'p50'):.2f} / {med(on, 'p95'):.2f} | {med(off, 'p50'):.2f} / {med(off, 'p95'):.2f} |")
+    hit_ratio = statistics.median(g.rps / f.rps for g, f in gateway["rounds"])
+    lines += ["", "## Gateway overhead", "",
+              "| measurement | gateway | floor | **ratio** |", "|---|---|---|---|",
+              f"| cache-hit throughput at concurrency 8, req/s (floor: bare Flask upload endpoint, same gunicorn settings) | "
+              f"{statistics.median(g.rps for g, _ in gateway['rounds']):.0f} | {statistics.median(f.rps for _, f in gateway['rounds']):.0f} | "
+              f"**{hit_ratio:.2f}x** |",
+              f"| cache-miss latency, median of {args.misses}, s (floor: straight to the model process) | "
+              f"{gateway['through']:.3f} | {gateway['direct']:.3f} | **{gateway['through'] / gateway['direct']:.2f}x** |", "",
+              "![throughput and latency against concurrency](cpu-concurrency.png)", ""]
     return "\n".join(lines)
+
+
+def plot(batch_rows: list[dict], args, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for mode, style in (("batched", "o-"), ("unbatched", "s--")):
+        rows = [[r for r in batch_rows if r["mode"] == mode and r["concurrency"] == c] for c in args.concurrency]
+        left.plot(args.concurrency, [statistics.median(r["rps"] for r in rs) for rs in rows], style, label=mode)
+        right.plot(args.concurrency, [statistics.median(r["p50"] for r in rs) for rs in rows], style, label=f"{mode} p50")
+        right.plot(args.concurrency, [statistics.median(r["p95"] for r in rs) for rs in rows], style, alpha=0.4,
+                   label=f"{mode} p95")
+    left.set(title="Throughput", xlabel="concurrent clients", ylabel="requests / s")
+    right.set(title="Latency", xlabel="concurrent clients", ylabel="seconds")
+    for axes in (left, right):
+        axes.set_xticks(args.concurrency)
+        axes.grid(alpha=0.3)
+        axes.legend()
+    figure.suptitle(f"Demo model on CPU, {args.tokens} new tokens per request")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=48, help="requests per run")
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--tokens", type=int, default=32, help="new tokens per request")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of both modes")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8, 16])
+    parser.add_argument("--requests", type=int, default=24, help="requests per batching run (at least 3 x concurrency)")
+    parser.add_argument("--tokens", type=int, default=32, help="new tokens per request in the batching runs")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of each comparison")
+    parser.add_argument("--hits", type=int, default=400, help="cache-hit requests per gateway round")
+    parser.add_argument("--misses", type=int, default=10, help="cache-miss requests per path")
     parser.add_argument("--demo-dir", default=str(Path.home() / ".cache" / "llava-service" / "demo-model-v1"))
     args = parser.parse_args(argv)
-    command = "python -m bench.run_cpu " + " ".join(argv if argv is not None else sys.argv[1:])
-    table = report(batching(args), args, command.strip())
+    command = ("python -m bench.run_cpu " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
+    batch_rows = batching(args)
+    gateway = gateway_overhead(args)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "cpu-batching.md").write_text(table)
+    table = report(batch_rows, gateway, args, command)
+    (RESULTS / "cpu.md").write_text(table)
+    plot(batch_rows, args, RESULTS / "cpu-concurrency.png")
     print(table)
-    print(f"written to {RESULTS / 'cpu-batching.md'}", file=sys.stderr)
+    print(f"written: {RESULTS / 'cpu.md'}, {RESULTS / 'cpu-concurrency.png'}", file=sys.stderr)
     return 0
 
 
