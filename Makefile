@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install test bench clean demo run
+.PHONY: install test bench bench-gpu clean demo run chaos
 
 install: $(STAMP)
 
@@ -29,6 +29,14 @@ run: install
 
 bench: install
 	$(PY) -m bench.run_cpu
+
+# The full-size 7B architecture on a CUDA GPU (random weights, no download); says so and exits without one.
+bench-gpu: install
+	$(PY) -m bench.gpu
+
+# Load and fault suite against the demo stack (~5 min); writes chaos/RESULTS.md.
+chaos: install
+	$(PY) -m chaos.run
 
 clean:
 	rm -rf $(VENV) .pytest_cache bench/results/*.tmp

@@ -32,8 +32,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 PROMPT = "Describe this product photo."
 
 
-def jpeg(seed: int) -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+def jpeg(seed: int, width: int = 640, height: int = 480) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="JPEG", quality=85)
     return buffer.getvalue()

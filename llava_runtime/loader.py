@@ -128,12 +128,19 @@ def load_model(settings, progress: Progress) -> LoadedModel:
     if speed_up(processor):
         log.info("image preprocessing: fused fast path (same pixel values as %s)", "LlavaNextImageProcessorPil")
 
-    progress.set("loading weights", f"{source} as {str(dtype).replace('torch.', '')} on {device}")
+    progress.set("loading weights", f"{source} as {str(dtype).replace('torch.', '')} on {device}"
+                 + (" (random weights)" if settings.random_weights else ""))
     started = time.monotonic()
     try:
-        model = LlavaNextForConditionalGeneration.from_pretrained(
-            source, dtype=dtype, attn_implementation="sdpa",
-            device_map=str(device) if device.type == "cuda" else None)
+        if settings.random_weights:  # benchmarks: the architecture without 14 GB to read
+            with torch.device(device):
+                model = LlavaNextForConditionalGeneration._from_config(config, dtype=dtype, attn_implementation="sdpa")
+            model.generation_config.update(**{k: getattr(processor.tokenizer, k) for k in
+                                              ("bos_token_id", "eos_token_id", "pad_token_id")})
+        else:
+            model = LlavaNextForConditionalGeneration.from_pretrained(
+                source, dtype=dtype, attn_implementation="sdpa",
+                device_map=str(device) if device.type == "cuda" else None)
     except torch.cuda.OutOfMemoryError:
         raise BootError(f"the GPU ran out of memory loading {source!r} in {dtype}; LLaVA-1.6-7B needs about 15 GB "
                         "plus KV cache") from None

@@ -47,6 +47,9 @@ class ModelSettings:
     shutdown_grace_s: float = setting("SHUTDOWN_GRACE_SECONDS", 20.0, number(0, 3600),
                                       "On SIGTERM, how long in-flight requests may take to finish")
     log_level: str = setting("LOG_LEVEL", "info", choice(*logs.LEVELS), "Log verbosity")
+    random_weights: bool = setting("RANDOM_WEIGHTS", False, boolean,
+                                   "Benchmarks only: build the model from MODEL_PATH's config with random weights on the "
+                                   "device instead of loading weights (speed does not depend on weight values)")
     inject_faults: bool = setting("LLAVA_FAULTS", False, boolean,
                                   "Testing only: serve POST /_faults, which injects failures (oom, error, slow) into generate")
 
