@@ -24,7 +24,7 @@ from pathlib import Path
 import requests
 
 from llava_common import exit_codes
-from llava_common.settings import SettingsError
+from llava_common.settings import load_or_exit
 
 ROOT = Path(__file__).resolve().parent
 READY_TIMEOUT_S = 1800          # a first `make run` may download 14 GB of weights
@@ -48,11 +48,7 @@ def main(argv: list[str]) -> int:
         # cache between any number of workers.
         env["GATEWAY_WORKERS"] = "1"
     from gateway.settings import GatewaySettings
-    try:
-        settings = GatewaySettings.from_env(env)
-    except SettingsError as exc:
-        print(f"stack: {exc}", file=sys.stderr)
-        return exit_codes.BOOT_ERROR
+    settings = load_or_exit(GatewaySettings, "stack", env)
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -119,7 +115,8 @@ def print_example(url: str, settings) -> None:
     auth = ' -H "Authorization: Bearer $API_KEY"' if settings.api_keys else ""
     print(f"\nstack: ready. Try (the same again answers CACHED):\n\n"
           f"  curl{auth} -F image=@{photo} -F prompt=\"{EXAMPLE_PROMPT}\" {url}/api/v1/multimodal/analyze\n\n"
-          f"  health: {url}/health/ready   metrics: {url}/metrics\n", flush=True)
+          f"  OpenAI-compatible base URL (Spring AI, LangChain4j, OpenAI SDKs): {url}/v1\n"
+          f"  health: {url}/health/ready   metrics: {url}/metrics   API description: {url}/openapi.json\n", flush=True)
 
 
 def example_photo() -> Path:
