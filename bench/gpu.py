@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import shutil
 import statistics
 import sys
@@ -72,22 +71,12 @@ def metric(url: str, name: str) -> float | None:
     return None
 
 
-def stream_timings(url: str, body: dict) -> tuple[float, float, int]:
-    """(seconds to the first content chunk, seconds from first to last chunk, completion tokens)."""
-    started, first, last, tokens = time.perf_counter(), None, None, 0
-    with requests.post(url + "/v1/chat/completions", json={**body, "stream": True, "stream_options": {"include_usage": True}},
-                       stream=True, timeout=600) as response:
-        response.raise_for_status()
-        for line in response.iter_lines(decode_unicode=True):
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            event = json.loads(line[6:])
-            if event.get("usage"):
-                tokens = event["usage"]["completion_tokens"]
-            elif event["choices"] and event["choices"][0]["delta"].get("content"):
-                last = time.perf_counter()
-                first = first or last
-    return first - started, last - first, tokens
+def completion_seconds(url: str, body: dict) -> float:
+    """Wall time of one non-streamed completion (its tokens are fixed by min_tokens)."""
+    started = time.perf_counter()
+    response = requests.post(url + "/v1/chat/completions", json=body, timeout=600)
+    response.raise_for_status()
+    return time.perf_counter() - started
 
 
 def chat(image_seed: int, tokens: int) -> dict:
@@ -127,11 +116,12 @@ def main(argv=None) -> int:
             server.wait_for(url + "/health", 200, timeout=1800)
             ready_s = time.perf_counter() - started
             print(f"[gpu] ready in {ready_s:.1f}s; measuring time to first token and batch-1 decode", file=sys.stderr)
-            ttft = statistics.median(stream_timings(url, chat(i, 1))[0] for i in range(args.repeats))
-            decode = []
-            for i in range(args.repeats):
-                _, span, tokens = stream_timings(url, chat(100 + i, args.tokens))
-                decode.append((tokens - 1) / span)
+            # Measured on whole completions, not on streamed text: random weights may
+            # emit tokens that decode to nothing. TTFT = a 1-token completion; decode
+            # rate = the extra tokens over the extra time of a longer one.
+            ttft = statistics.median(completion_seconds(url, chat(i, 1)) for i in range(args.repeats))
+            full = statistics.median(completion_seconds(url, chat(100 + i, args.tokens)) for i in range(args.repeats))
+            batch1 = (args.tokens - 1) / max(full - ttft, 1e-9)
             rows = []
             for concurrency in args.concurrency:
                 bodies = [chat(1000 * concurrency + i, args.tokens) for i in range(2 * concurrency)]
@@ -145,7 +135,6 @@ def main(argv=None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    batch1 = statistics.median(decode)
     lines = ["# GPU benchmark: LLaVA-1.6-7B architecture, random bf16 weights, real llava_server.py", "",
              f"Command: `python -m bench.gpu {' '.join(sys.argv[1:] if argv is None else argv)}`  ",
              f"Date: {datetime.datetime.now():%Y-%m-%d %H:%M}, device: {device}, torch {torch.__version__}"
