@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from llava_common import logs
 from llava_common.settings import boolean, choice, csv, integer, load, number, setting, text
 
-DEFAULT_FALLBACK_MESSAGE = ("Our image assistant is temporarily unavailable. Please try again in a few moments; "
-                            "your request has not been lost on our side.")
+DEFAULT_FALLBACK_MESSAGE = ("Our image assistant is temporarily unavailable. "
+                            "Please try again in a few moments.")
 DEFAULT_FALLBACK_TIMEOUT_MESSAGE = ("Our image assistant is taking longer than usual to answer. "
                                     "Please try again in a few moments.")
 
