@@ -68,13 +68,26 @@ def main() -> int:
     if service.boot_error:
         log.error("cannot start: %s", service.boot_error)
         return exit_codes.BOOT_ERROR
-    # The engine has drained; let the last answers reach their clients.
-    if not service.responses.wait_idle(service.stop_deadline or time.monotonic()):
-        log.warning("stopping with %d responses still being sent", service.responses.count)
+    # The engine has drained; let the last answers reach their clients: first every
+    # response body is closed, then waitress has written out what it buffered.
+    deadline = service.stop_deadline or time.monotonic()
+    if not service.responses.wait_idle(deadline) or not _wait_for_output(server, deadline):
+        log.warning("stopping with answers still being sent (grace period over)")
     log.info("stopped")
     # No server.close(): closing waitress's socket under its loop thread races with
     # that loop; the process exits now and the OS closes the socket.
     return exit_codes.OK
+
+
+def _wait_for_output(server, deadline: float) -> bool:
+    """True once no connection has bytes waiting to be sent. Reads waitress's channel
+    bookkeeping (`active_channels`, `total_outbufs_len`; waitress is pinned): the
+    body's close() comes before its buffered bytes reach the socket."""
+    while time.monotonic() < deadline:
+        if not any(getattr(ch, "total_outbufs_len", 0) for ch in list(server.active_channels.values())):
+            return True
+        time.sleep(0.02)
+    return False
 
 
 if __name__ == "__main__":
