@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 import pybreaker
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,14 @@ CONNECTION, TIMEOUT, SERVER_ERROR, BAD_RESPONSE, BREAKER_OPEN, NOT_READY = (
 HEALTH_TIMEOUT_S = 1.0
 # How long the upstream's model list (GET /v1/models) is trusted.
 MODELS_TTL_S = 60.0
+
+
+def _never_connected(exc: requests.ConnectionError) -> bool:
+    """A refused or unreachable connection (safe to try another replica), as opposed
+    to one that broke after the request went out. requests wraps urllib3's
+    NewConnectionError in MaxRetryError (retries are 0 here)."""
+    cause = exc.args[0] if exc.args else None
+    return isinstance(getattr(cause, "reason", cause), urllib3.exceptions.NewConnectionError)
 
 
 class UpstreamDown(Exception):
@@ -290,9 +299,17 @@ class Upstream:
             raise UpstreamDown(CONNECTION if connect else TIMEOUT,
                                f"{replica.url} did not {'accept the connection' if connect else 'answer'} in time") \
                 from None
-        except requests.ConnectionError:
+        except requests.ConnectionError as exc:
             self._mark(replica, False)
-            raise UpstreamDown(CONNECTION, f"cannot connect to {replica.url}") from None
+            if _never_connected(exc):
+                raise UpstreamDown(CONNECTION, f"cannot connect to {replica.url}") from None
+            # Connected, then dropped (the model died mid-call): the request may have
+            # reached it, so it is not sent to another replica.
+            raise UpstreamDown(BAD_RESPONSE, f"{replica.url} dropped the connection mid-call") from None
+        except requests.RequestException:
+            # The answer broke off after its headers (ChunkedEncodingError: the model
+            # process died or stopped mid-response). It reached the model: not resent.
+            raise UpstreamDown(BAD_RESPONSE, f"{replica.url} broke its answer off") from None
 
     def _read(self, replica: Replica, response: requests.Response) -> Completion:
         if response.status_code == 200:

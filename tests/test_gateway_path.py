@@ -270,3 +270,50 @@ def test_a_cache_hit_does_not_decode_the_image_again(fake, monkeypatch):
     assert first["status"] == "SUCCESS" and hits == ["CACHED"] * 3
     assert len(calls) == 2  # the first upload and the broken one; never a hit
     assert broken.status_code in (400, 415) and broken.json()["status"] == "VALIDATION_ERROR"
+
+
+class DropsMidCall:
+    """A replica that looks healthy but hangs up after reading a chat request (a
+    model process dying mid-call): the request may have reached a model."""
+
+    def __init__(self):
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.dropped = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                request = conn.recv(65536)
+                if request.startswith(b"GET /health"):
+                    body = b'{"status": "healthy", "model": "fake-llava"}'
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+                else:
+                    self.dropped += 1  # read the request, answer nothing, hang up
+
+    def close(self):
+        self.sock.close()
+
+
+def test_a_call_dropped_mid_way_is_not_sent_to_another_replica(fake):
+    dropping = DropsMidCall()
+    try:
+        with gateway(f"{dropping.url},{fake.url}") as (url, _):
+            answer = analyze(url, jpeg(), "Once only").json()
+            metrics = requests.get(url + "/metrics").text
+        assert answer["status"] == "FALLBACK"
+        assert dropping.dropped == 1 and fake.calls == 0  # never sent twice
+        assert 'llava_upstream_errors_total{kind="bad_response"} 1.0' in metrics
+    finally:
+        dropping.close()
