@@ -163,12 +163,13 @@ def plot(batch_rows: list[dict], args, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for mode, style in (("batched", "o-"), ("unbatched", "s--")):
+    for mode, style, color in (("batched", "o-", "C0"), ("unbatched", "s--", "C1")):
         rows = [[r for r in batch_rows if r["mode"] == mode and r["concurrency"] == c] for c in args.concurrency]
-        left.plot(args.concurrency, [statistics.median(r["rps"] for r in rs) for rs in rows], style, label=mode)
-        right.plot(args.concurrency, [statistics.median(r["p50"] for r in rs) for rs in rows], style, label=f"{mode} p50")
-        right.plot(args.concurrency, [statistics.median(r["p95"] for r in rs) for rs in rows], style, alpha=0.4,
-                   label=f"{mode} p95")
+        left.plot(args.concurrency, [statistics.median(r["rps"] for r in rs) for rs in rows], style, color=color, label=mode)
+        right.plot(args.concurrency, [statistics.median(r["p50"] for r in rs) for rs in rows], style, color=color,
+                   label=f"{mode} p50")
+        right.plot(args.concurrency, [statistics.median(r["p95"] for r in rs) for rs in rows], style, color=color,
+                   alpha=0.4, label=f"{mode} p95")
     left.set(title="Throughput", xlabel="concurrent clients", ylabel="requests / s")
     right.set(title="Latency", xlabel="concurrent clients", ylabel="seconds")
     for axes in (left, right):
