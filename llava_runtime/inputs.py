@@ -14,7 +14,7 @@ import io
 import math
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from PIL import Image, ImageOps
 
@@ -59,7 +59,6 @@ class Prepared:
     image_sizes: object | None
     prompt_tokens: int
     image_tokens: int
-    extra: dict = field(default_factory=dict)
 
 
 class Limits:

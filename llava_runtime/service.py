@@ -93,14 +93,6 @@ class Service:
                  str(self.loaded.dtype).replace("torch.", ""), self.loaded.context_length,
                  time.monotonic() - self.progress.started)
 
-    def start_in_background(self) -> None:
-        """load + warm_up with the engine on a background thread (in-process use, tests)."""
-        self.load()
-        self.engine.start()
-        self.warm_up()
-        if self.boot_error:
-            raise self.boot_error
-
     def begin_stop(self, grace_s: float) -> None:
         """Refuse new work and let the engine drain within `grace_s`; returns at once."""
         self.stopping = True
