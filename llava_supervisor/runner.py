@@ -68,7 +68,8 @@ class Supervisor:
         finally:
             self.child.kill_and_reap()  # only does anything if the loop died of a bug
             self._probes.shutdown(wait=False, cancel_futures=True)
-            self._http.close()
+            # No self._http.close(): closing waitress's socket under its loop thread
+            # races with that loop (EBADF traceback); the process exits right after.
         if self.machine.state is State.FATAL:
             log.critical("exiting with code %d (FATAL): %s", exit_codes.FATAL, self.machine.fatal_reason)
             return exit_codes.FATAL
