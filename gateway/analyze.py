@@ -104,7 +104,7 @@ class Analyzer:
     def remember(self, key: str, answer: Answer) -> None:
         self.cache.put(key, {k: v for k, v in asdict(answer).items() if k != "status"})
 
-    def open_stream(self, key: str, payload: dict, request_id: str) -> "Answer | Streaming":
+    def open_stream(self, key: str, payload: Callable[[], dict], request_id: str) -> "Answer | Streaming":
         """A cached answer, or an open upstream stream holding an admission slot
         until it is closed. Streams are not coalesced (each client gets its own
         tokens as they come); one that completes is cached like a plain answer.
@@ -112,10 +112,11 @@ class Analyzer:
         hit = self.cache.get(key)
         if hit is not None:
             return Answer(CACHED, **hit)
+        body = payload()  # may refuse (a bad image): before any admission slot
         held = ExitStack()
         try:
             held.enter_context(self.admission.slot())
-            stream = self.upstream.stream(payload, request_id)
+            stream = self.upstream.stream(body, request_id)
         except up.UpstreamDown as exc:
             held.close()
             self._fallback(exc, request_id, fallback=False)  # raises: no fallback here

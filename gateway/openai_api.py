@@ -20,6 +20,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
@@ -71,10 +72,13 @@ def body_limit(settings) -> int:
 
 @dataclass(frozen=True)
 class ChatRequest:
-    payload: dict        # what goes upstream (images normalised, as data: URLs)
     key: str             # the cache key (images as hashes of their original bytes)
     stream: bool
     include_usage: bool
+    # What goes upstream, built on a cache miss only: it judges and normalises the
+    # images (as data: URLs) and checks the image token budget. A hit needs none of
+    # it: only answers to requests that passed it are cached, keyed by the originals.
+    payload: Callable[[], dict]
 
 
 def parse_chat(body: object, settings, served: tuple[str, ...]) -> ChatRequest:
@@ -98,16 +102,25 @@ def parse_chat(body: object, settings, served: tuple[str, ...]) -> ChatRequest:
     if top_p == 0:
         raise invalid("`top_p` must be greater than 0 and at most 1", param="top_p")
 
-    messages, keyed, sizes = _messages(body.get("messages"), settings)
-    budget.check(sizes, max_tokens, settings.context_tokens)
-    payload = {"messages": messages, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
-               "stream": stream}
-    if stream:
-        payload["stream_options"] = {"include_usage": True}  # the gateway needs usage to cache the answer
-    if settings.upstream_model:
-        payload["model"] = settings.upstream_model
+    messages, keyed, images = _messages(body.get("messages"), settings)
+
+    def payload() -> dict:
+        sizes = []
+        for original, param, part in images:
+            image = _normalised(original, settings, param)
+            sizes.append((image.width, image.height))
+            part["image_url"] = {"url": f"data:{image.mime};base64," + base64.b64encode(image.data).decode("ascii")}
+        budget.check(sizes, max_tokens, settings.context_tokens)
+        built = {"messages": messages, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
+                 "stream": stream}
+        if stream:
+            built["stream_options"] = {"include_usage": True}  # the gateway needs usage to cache the answer
+        if settings.upstream_model:
+            built["model"] = settings.upstream_model
+        return built
+
     key = chat_cache_key(keyed, max_tokens, temperature, top_p, settings.upstream_model)
-    return ChatRequest(payload, key, stream, include_usage)
+    return ChatRequest(key, stream, include_usage, payload)
 
 
 def _check_model(model: object, settings, served: tuple[str, ...]) -> None:
@@ -124,10 +137,11 @@ def _check_model(model: object, settings, served: tuple[str, ...]) -> None:
 
 
 def _messages(raw: object, settings) -> tuple[list, list, list]:
-    """(upstream messages, the same with images as hashes for the cache key, image sizes)."""
+    """(upstream messages, the same with images as hashes for the cache key, and
+    (original bytes, param, upstream part) per image: the parts are filled on a miss)."""
     if not isinstance(raw, list) or not raw:
         raise invalid("`messages` must be a non-empty array", param="messages")
-    messages, keyed, sizes = [], [], []
+    messages, keyed, images = [], [], []
     for i, message in enumerate(raw):
         where = f"messages[{i}]"
         if not isinstance(message, dict) or message.get("role") not in ROLES:
@@ -144,14 +158,12 @@ def _messages(raw: object, settings) -> tuple[list, list, list]:
                 content.append({"type": "text", "text": part["text"]})
                 key_content.append(content[-1])
             elif kind == "image_url" and role == "user":
-                if len(sizes) >= settings.max_images:
+                if len(images) >= settings.max_images:
                     raise invalid(f"at most {settings.max_images} images per request", param=at)
                 ref = part.get("image_url")
                 original = image_bytes(ref.get("url") if isinstance(ref, dict) else ref, settings, f"{at}.image_url")
-                image = _normalised(original, settings, f"{at}.image_url")
-                sizes.append((image.width, image.height))
-                url = f"data:{image.mime};base64," + base64.b64encode(image.data).decode("ascii")
-                content.append({"type": "image_url", "image_url": {"url": url}})
+                content.append({"type": "image_url"})
+                images.append((original, f"{at}.image_url", content[-1]))
                 key_content.append({"image": hashlib.sha256(original).hexdigest()})
             else:
                 raise invalid(f"`{at}.type` must be text or image_url (images only in user messages)", param=at)
@@ -159,7 +171,7 @@ def _messages(raw: object, settings) -> tuple[list, list, list]:
         keyed.append({"role": role, "content": key_content})
     if messages[-1]["role"] != "user":
         raise invalid("the last message must come from the user", param="messages")
-    return messages, keyed, sizes
+    return messages, keyed, images
 
 
 def _content_parts(content: object, where: str) -> list:
@@ -235,7 +247,7 @@ def chat_completions():
     completion_id, created = "chatcmpl-" + g.request_id, int(time.time())
     analyzer = parts().analyzer
     if not chat.stream:
-        answer = analyzer.answer(chat.key, lambda: chat.payload, g.request_id, fallback=False)
+        answer = analyzer.answer(chat.key, chat.payload, g.request_id, fallback=False)
         g.answer_status = answer.status
         return _with_status(jsonify(_completion(answer, completion_id, created)), answer.status)
     opened = analyzer.open_stream(chat.key, chat.payload, g.request_id)

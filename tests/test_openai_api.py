@@ -122,6 +122,21 @@ def test_answers_are_cached_and_a_cached_answer_streams_as_one_chunk(fake):
     assert other.headers["X-Gateway-Status"] == "SUCCESS" and fake.calls == 2
 
 
+def test_a_cache_hit_does_not_decode_the_images_again(fake, monkeypatch):
+    from gateway import openai_api
+
+    calls = []
+    real = openai_api.normalise
+    monkeypatch.setattr(openai_api, "normalise", lambda *a: calls.append(1) or real(*a))
+    body = {"model": "fake-llava", "temperature": 0, "messages": [user("What is this?", data_url(jpeg()))]}
+    with gateway(fake.url) as (url, _):
+        statuses = [post(url, body).headers["X-Gateway-Status"] for _ in range(3)]
+        streamed = post(url, {**body, "stream": True}, stream=True)
+        streamed.close()
+    assert statuses == ["SUCCESS", "CACHED", "CACHED"] and streamed.headers["X-Gateway-Status"] == "CACHED"
+    assert len(calls) == 1 and fake.calls == 1  # only the miss judged and normalised the image
+
+
 def test_a_completed_stream_is_cached(fake):
     body = {"messages": [user("Again?")], "temperature": 0}
     with gateway(fake.url) as (url, _):
