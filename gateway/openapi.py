@@ -128,8 +128,13 @@ SCHEMAS = {
     "Status": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
 }
 
-STREAM = {"schema": {"type": "string", "description": "Server-Sent Events: `data: <chat.completion.chunk JSON>` per "
-                     "token, `data: {\"error\": ...}` if the model fails mid-stream, then `data: [DONE]`"}}
+# Before OpenAPI 3.2 (`itemSchema`), a text/event-stream schema describes one event.
+STREAM = {"schema": {
+    "type": "object", "required": ["data"],
+    "description": "One Server-Sent Event: `data: <chat.completion.chunk JSON>` per token, "
+                   "`data: {\"error\": ...}` if the model fails mid-stream, then `data: [DONE]`",
+    "properties": {"data": {"type": "string"}, "event": {"type": "string"}, "id": {"type": "string"},
+                   "retry": {"type": "integer"}}}}
 
 
 def document() -> dict:

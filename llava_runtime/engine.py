@@ -1,8 +1,8 @@
 """Batching engine: concurrent requests run together as one left-padded `generate`.
 
 Why static batches through `generate` rather than a hand-written decode loop: it
-keeps transformers' cache handling, attention masks and (later) static-cache /
-compile paths. Per-request behaviour is added with its documented hooks:
+keeps transformers' cache handling, attention masks and its static-cache /
+compile path (decode.py). Per-request behaviour is added with its documented hooks:
 - `RowSampler` (a LogitsProcessor) applies each row's temperature and top_p and its
   min_tokens; generate itself runs greedy, so a sampled row is handed to it as a
   one-hot distribution and a greedy row is left untouched (so greedy answers are
@@ -31,6 +31,7 @@ import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
+from . import decode
 from .errors import ApiError
 from .inputs import Prepared, SamplingParams
 
@@ -67,6 +68,17 @@ class Job:
         self._tokenizer, self._eos = tokenizer, eos_ids
         self._sent = ""                          # text already streamed
         self._prefix, self._read = 0, 0          # incremental detokenisation offsets
+        self._emitted = False                    # some event already reached the caller
+
+    @property
+    def restartable(self) -> bool:
+        """Whether the job can run again from scratch with nobody noticing."""
+        return not self.done and not self._emitted
+
+    def restart(self) -> None:
+        self.tokens = []
+        self.first_token_at = None
+        self._sent, self._prefix, self._read = "", 0, 0
 
     def cancel(self) -> None:
         """The client went away: the row stops at its next step and frees its slot."""
@@ -87,6 +99,7 @@ class Job:
             delta = self._detokenize()
             if delta:
                 self._sent += delta
+                self._emitted = True
                 self.events.put(("delta", delta))
         if len(self.tokens) >= self.params.max_tokens:
             self.finish("length")
@@ -156,6 +169,7 @@ class RowSampler(LogitsProcessor):
         self.prompt_length = prompt_length
         self.eos_ids = torch.tensor(eos_ids, device=device)
         self.min_tokens = torch.tensor([j.params.min_tokens for j in jobs], device=device)
+        self.most_min_tokens = max(j.params.min_tokens for j in jobs)
         temps = [j.params.temperature for j in jobs]
         self.sampled = torch.tensor([t > 0 for t in temps], device=device)
         self.any_sampled = any(t > 0 for t in temps)
@@ -164,8 +178,8 @@ class RowSampler(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         generated = input_ids.shape[1] - self.prompt_length
-        early = self.min_tokens > generated
-        if bool(early.any()):
+        if generated < self.most_min_tokens:  # decided on the host: no device sync per step
+            early = self.min_tokens > generated
             scores[early.nonzero().unsqueeze(1), self.eos_ids.unsqueeze(0)] = float("-inf")
         if not self.any_sampled:
             return scores
@@ -216,9 +230,11 @@ class RowStreamer(BaseStreamer):
 class Engine:
     """Queue + one generation thread. `submit` never blocks: a full queue is a 429."""
 
-    def __init__(self, model, tokenizer, settings, metrics, faults=None, on_fatal=None):
+    def __init__(self, model, tokenizer, settings, metrics, faults=None, on_fatal=None, decode_plan=None):
         self.model, self.tokenizer, self.settings, self.metrics = model, tokenizer, settings, metrics
         self.device = model.device
+        self.decode = decode_plan or decode.eager()
+        self.metrics.decode_compiled.set(1 if self.decode.compiled else 0)
         self.faults = faults
         self.on_fatal = on_fatal
         eos = model.generation_config.eos_token_id
@@ -387,10 +403,35 @@ class Engine:
             for job in jobs:
                 job.fail(ApiError("out_of_memory", "the GPU ran out of memory for this request; "
                                   "retry, or send a smaller image or a lower max_tokens"))
-        except Exception:
+        except Exception as exc:
+            if self.decode.compiled and decode.is_compile_error(exc):
+                self._compile_failed(jobs, exc)
+                return
             log.exception("generation failed for request(s) %s", ids)
             for job in jobs:
                 job.fail(ApiError("internal_error", "generation failed inside the model process"))
+
+    def _compile_failed(self, jobs: list[Job], exc: Exception) -> None:
+        """The compiled decode step could not be built. Under DECODE_MODE=auto drop to
+        eager for good and run the batch again (rows nobody has seen output from);
+        under an explicit `compiled` fail the batch."""
+        if not self.decode.fallback:
+            log.error("compiled decode failed (DECODE_MODE=compiled, so no fallback): %s", exc, exc_info=True)
+            for job in jobs:
+                job.fail(ApiError("internal_error", "the compiled decode step failed inside the model process"))
+            return
+        log.error("compiled decode failed; decoding eagerly from now on (set DECODE_MODE=eager to skip compiling): "
+                  "%s", str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, exc_info=True)
+        self.decode = decode.eager()
+        self.metrics.decode_compiled.set(0)
+        again = [j for j in jobs if j.restartable]
+        for job in jobs:
+            if not job.restartable and not job.done:
+                job.fail(ApiError("internal_error", "generation failed inside the model process; retry"))
+        for job in again:
+            job.restart()
+        if again:
+            self._run_splitting_on_oom(again)
 
     def _generate(self, jobs: list[Job]) -> None:
         if self.faults is not None:
@@ -398,7 +439,8 @@ class Engine:
         inputs = collate([j.prepared for j in jobs], self.pad_id, self.device, self.model.dtype)
         prompt_length = inputs["input_ids"].shape[1]
         config = GenerationConfig(max_new_tokens=max(j.params.max_tokens for j in jobs), do_sample=False,
-                                  eos_token_id=self.eos_ids, pad_token_id=self.pad_id, use_cache=True)
+                                  eos_token_id=self.eos_ids, pad_token_id=self.pad_id, use_cache=True,
+                                  **self.decode.generate_kwargs)
         with torch.inference_mode():
             self.model.generate(
                 **inputs, generation_config=config,

@@ -32,6 +32,9 @@ class ModelMetrics:
         self.ready = Gauge("llava_model_ready", "1 once the model is loaded and warmed up", registry=r)
         self.load_seconds = Gauge("llava_model_load_seconds", "Seconds spent loading the weights", registry=r)
         self.warmup_seconds = Gauge("llava_model_warmup_seconds", "Seconds spent in warmup", registry=r)
+        self.decode_compiled = Gauge("llava_model_decode_compiled",
+                                     "1 while the decode step runs compiled (static KV cache + torch.compile), 0 eager",
+                                     registry=r)
         self.gpu_used = Gauge("llava_model_gpu_memory_used_bytes", "GPU memory allocated by this process", registry=r)
         self.gpu_total = Gauge("llava_model_gpu_memory_total_bytes", "GPU memory of the device", registry=r)
 

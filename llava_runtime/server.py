@@ -113,7 +113,7 @@ def create_app(settings, service) -> Flask:
             loaded = service.loaded
             return {"status": "healthy", "model": loaded.name, "device": str(loaded.device),
                     "dtype": str(loaded.dtype).replace("torch.", ""), "contextLength": loaded.context_length,
-                    **service.engine.load}
+                    "decode": service.engine.decode.mode, **service.engine.load}
         status = "stopping" if service.stopping else "loading"
         return {"status": status, "model": settings.model_name, **service.progress.snapshot()}, 503
 

@@ -5,6 +5,7 @@ import logging
 import threading
 import time
 
+from . import decode
 from .engine import Engine
 from .faults import Faults
 from .inputs import Limits
@@ -66,8 +67,10 @@ class Service:
         self.metrics.load_seconds.set(time.monotonic() - started)
         if self.loaded.device.type == "cuda":
             self.metrics.watch_gpu(self.loaded.device)
+        plan = decode.plan(self.settings, self.loaded.device, self.loaded.context_length)
+        log.info("decode: %s", plan.description)
         self.engine = Engine(self.loaded.model, self.loaded.tokenizer, self.settings, self.metrics,
-                             faults=self.faults, on_fatal=on_fatal)
+                             faults=self.faults, on_fatal=on_fatal, decode_plan=plan)
 
     def warm_up(self) -> None:
         """Run the warmup requests through the engine (which runs on another thread),
@@ -89,9 +92,9 @@ class Service:
         self.ready = True
         self.metrics.ready.set(1)
         self.progress.set("ready")
-        log.info("ready: %s on %s (%s), context %d tokens, started in %.1fs", self.loaded.name, self.loaded.device,
-                 str(self.loaded.dtype).replace("torch.", ""), self.loaded.context_length,
-                 time.monotonic() - self.progress.started)
+        log.info("ready: %s on %s (%s), context %d tokens, %s decode, started in %.1fs", self.loaded.name,
+                 self.loaded.device, str(self.loaded.dtype).replace("torch.", ""), self.loaded.context_length,
+                 self.engine.decode.mode, time.monotonic() - self.progress.started)
 
     def begin_stop(self, grace_s: float) -> None:
         """Refuse new work and let the engine drain within `grace_s`; returns at once."""

@@ -1,6 +1,6 @@
 """The GPU benchmark's own path, exercised on CPU at demo size: checkpoint from the
 7B config layout, RANDOM_WEIGHTS in the real model process, streaming TTFT, batch-1
-decode, concurrency runs, the report. (The real run needs a GPU host.)"""
+decode, concurrency runs, eager and compiled decode side by side, the report. (The real run needs a GPU host.)"""
 import sys
 
 import pytest
@@ -31,4 +31,9 @@ def test_the_benchmark_path_runs_at_demo_size(tmp_path):
     for row in ("process start to ready", "time to first token", "decode at batch 1", "aggregate at concurrency 2",
                 "GPU memory", "memory-bandwidth limit"):
         assert row in text, row
+    # Before and after: one server per decode mode, side by side with the ratio.
+    assert "| eager (before) | compiled (after) | compiled / eager |" in text
+    decode_row = next(line for line in text.splitlines() if line.startswith("| decode at batch 1"))
+    assert decode_row.count("tokens/s") == 2 and decode_row.rstrip(" |").endswith("x")
+    assert "Compiled batch-1 decode is" in text and "Eager batch-1 decode is" in text
     assert "random weights" in proc.output()  # the model process built it from the config, no weights read
