@@ -13,7 +13,9 @@ for new batch sizes (measured: one graph for the first size, one dynamic-batch g
 one for batch 1), never per prompt length; the warmup's lone request and batch
 build those before /health turns 200.
 
-`auto` picks compiled on CUDA and eager elsewhere. When compiling fails (no C
+`auto` picks compiled on CUDA and eager elsewhere, and eager on a GPU where the
+static cache for MAX_BATCH_SIZE rows would take more than half the memory left after
+loading (a 24 GB card: eager's cache grows only as far as each batch needs). When compiling fails (no C
 compiler or Triton, a graph break, a backend error) under `auto`, the engine drops
 to eager for good and says so; under an explicit `compiled` the failure is an error
 (at warmup: exit 3), so nobody benchmarks the slow path believing it is the fast one.
@@ -46,11 +48,31 @@ def eager() -> DecodePlan:
     return DecodePlan(EAGER)
 
 
-def plan(settings, device, context_length: int) -> DecodePlan:
-    """The decode plan for these settings on this device."""
+# Under auto, the static cache may take at most this share of the memory free after loading.
+AUTO_CACHE_SHARE = 0.5
+
+
+def kv_bytes_per_token(text_config, dtype) -> int:
+    """KV cache bytes one token takes in one row (all layers, keys and values)."""
+    heads = text_config.num_attention_heads
+    head_dim = getattr(text_config, "head_dim", None) or text_config.hidden_size // heads
+    kv_heads = getattr(text_config, "num_key_value_heads", None) or heads
+    return 2 * text_config.num_hidden_layers * kv_heads * head_dim * dtype.itemsize
+
+
+def plan(settings, device, context_length: int, token_bytes: int = 0, free_bytes: int | None = None) -> DecodePlan:
+    """The decode plan for these settings on this device. `token_bytes` (kv_bytes_per_token)
+    and `free_bytes` (device memory free after loading) let `auto` check the static cache fits."""
     wanted = settings.decode_mode
     if wanted == EAGER or (wanted == AUTO and device.type != "cuda"):
         return eager()
+    cache_tokens = settings.static_cache_tokens or context_length
+    need = settings.max_batch_size * cache_tokens * token_bytes
+    if wanted == AUTO and free_bytes is not None and need > AUTO_CACHE_SHARE * free_bytes:
+        return DecodePlan(EAGER, description=(
+            f"eager: a static KV cache of MAX_BATCH_SIZE={settings.max_batch_size} rows x {cache_tokens} tokens needs "
+            f"{need / 2**30:.1f} GiB, more than half the {free_bytes / 2**30:.1f} GiB free (lower MAX_BATCH_SIZE or "
+            "STATIC_CACHE_TOKENS, or set DECODE_MODE=compiled)"))
     from transformers import CompileConfig
 
     backend = settings.compile_backend
@@ -61,7 +83,6 @@ def plan(settings, device, context_length: int) -> DecodePlan:
     config = CompileConfig(fullgraph=True, backend=backend, mode=mode)
     if device.type != "cuda":
         config._compile_all_devices = True  # transformers only auto-compiles on accelerators otherwise
-    cache_tokens = settings.static_cache_tokens or context_length
     return DecodePlan(COMPILED, fallback=wanted == AUTO,
                       generate_kwargs={"cache_implementation": "static", "max_cache_len": cache_tokens,
                                        "compile_config": config},

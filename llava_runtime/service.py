@@ -5,6 +5,8 @@ import logging
 import threading
 import time
 
+import torch
+
 from . import decode
 from .engine import Engine
 from .faults import Faults
@@ -67,7 +69,9 @@ class Service:
         self.metrics.load_seconds.set(time.monotonic() - started)
         if self.loaded.device.type == "cuda":
             self.metrics.watch_gpu(self.loaded.device)
-        plan = decode.plan(self.settings, self.loaded.device, self.loaded.context_length)
+        free = torch.cuda.mem_get_info(self.loaded.device)[0] if self.loaded.device.type == "cuda" else None
+        plan = decode.plan(self.settings, self.loaded.device, self.loaded.context_length,
+                           decode.kv_bytes_per_token(self.loaded.model.config.get_text_config(), self.loaded.dtype), free)
         log.info("decode: %s", plan.description)
         self.engine = Engine(self.loaded.model, self.loaded.tokenizer, self.settings, self.metrics,
                              faults=self.faults, on_fatal=on_fatal, decode_plan=plan)

@@ -77,6 +77,28 @@ def test_auto_compiles_on_cuda_only_and_falls_back_there(model_settings):
     assert not config._compile_all_devices  # transformers compiles on CUDA by itself
 
 
+def test_auto_stays_eager_on_a_gpu_too_small_for_the_static_cache(model_settings):
+    from transformers import LlamaConfig
+
+    from bench.gpu import TEXT_7B
+
+    per_token = decode.kv_bytes_per_token(LlamaConfig(**TEXT_7B), torch.bfloat16)
+    assert per_token == 512 * 1024  # 2 x 32 layers x 4096 x 2 bytes: the README's 0.5 MiB
+    gib = 2**30
+    # 8 rows x 4,096 tokens = 16 GiB of cache: fine with 60 GiB free (an H100 after 14 GB of weights)...
+    roomy = decode.plan(model_settings, torch.device("cuda"), 4096, per_token, free_bytes=60 * gib)
+    assert roomy.mode == decode.COMPILED
+    # ...not with 9 GiB free (a 24 GB card): eager, saying why and what to change.
+    tight = decode.plan(model_settings, torch.device("cuda"), 4096, per_token, free_bytes=9 * gib)
+    assert tight.mode == decode.EAGER
+    assert "16.0 GiB" in tight.description and "MAX_BATCH_SIZE" in tight.description
+    smaller = settings_with(model_settings, max_batch_size=2)
+    assert decode.plan(smaller, torch.device("cuda"), 4096, per_token, free_bytes=9 * gib).mode == decode.COMPILED
+    # Asked for explicitly, compiled is obeyed (an OOM then splits batches as usual).
+    forced = settings_with(model_settings, decode_mode="compiled")
+    assert decode.plan(forced, torch.device("cuda"), 4096, per_token, free_bytes=9 * gib).mode == decode.COMPILED
+
+
 def test_explicit_modes_are_obeyed_everywhere(model_settings):
     eager = decode.plan(settings_with(model_settings, decode_mode="eager"), torch.device("cuda"), 4096)
     assert eager.mode == decode.EAGER and eager.generate_kwargs == {}
