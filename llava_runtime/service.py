@@ -81,7 +81,8 @@ class Service:
         then turn ready. A failure here means the model cannot serve: stop the engine
         and leave the reason in `boot_error`."""
         try:
-            self.progress.set("warming up", f"0/{self.settings.warmup_requests} requests done")
+            self.progress.set("warming up", f"0/{self.settings.warmup_requests} requests done"
+                              + ("; building the compiled decode step" if self.engine.decode.compiled else ""))
             self.metrics.warmup_seconds.set(
                 run_warmup(self, self.settings.warmup_requests, self.settings.warmup_tokens, self.progress))
         except Exception as exc:
