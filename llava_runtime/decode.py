@@ -15,10 +15,11 @@ build those before /health turns 200.
 
 `auto` picks compiled on CUDA and eager elsewhere, and eager on a GPU where the
 static cache for MAX_BATCH_SIZE rows would take more than half the memory left after
-loading (a 24 GB card: eager's cache grows only as far as each batch needs). When compiling fails (no C
-compiler or Triton, a graph break, a backend error) under `auto`, the engine drops
-to eager for good and says so; under an explicit `compiled` the failure is an error
-(at warmup: exit 3), so nobody benchmarks the slow path believing it is the fast one.
+loading (a 24 GB card: eager's cache grows only as far as each batch needs). When
+compiling fails (no C compiler or Triton, a graph break, a backend error) under
+`auto`, the engine drops to eager for good and says so; under an explicit `compiled`
+the failure is an error (at warmup: exit 3), so nobody benchmarks the slow path
+believing it is the fast one.
 """
 from __future__ import annotations
 

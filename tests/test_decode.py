@@ -223,3 +223,18 @@ def test_the_server_warms_up_the_inductor_graph_and_serves_compiled(demo_model_d
         metrics = requests.get(url + "/metrics", timeout=5).text
         assert "llava_model_decode_compiled 1.0" in metrics
     assert "decode: compiled (static KV cache" in server.output()
+
+
+def test_an_explicit_compiled_mode_without_a_c_compiler_exits_3_naming_the_cause(demo_model_dir, tmp_path):
+    """A real compile failure: inductor finds no C++ compiler (a fresh kernel cache,
+    so nothing compiled earlier is reused)."""
+    from llava_common import exit_codes
+
+    env = {"MODEL_PATH": "demo", "DEMO_MODEL_DIR": str(demo_model_dir), "MODEL_PORT": str(free_port()),
+           "DECODE_MODE": "compiled", "COMPILE_MODE": "default", "WARMUP_REQUESTS": "1",
+           "CXX": str(tmp_path / "no-such-c++"), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}
+    with Proc(python("llava_server.py"), env=env) as server:
+        assert server.wait(timeout=240) == exit_codes.BOOT_ERROR
+    output = server.output()
+    assert "No working C++ compiler" in output
+    assert "cannot start: warmup failed: the compiled decode step failed" in output
