@@ -31,6 +31,8 @@ BACKENDS = ("inductor", "aot_eager", "eager")
 COMPILE_MODES = ("reduce-overhead", "default", "max-autotune", "max-autotune-no-cudagraphs")
 # Exceptions raised by torch.compile's machinery rather than by the model itself.
 _COMPILER_MODULES = ("torch._dynamo", "torch._inductor", "triton")
+# Under auto, the static cache may take at most this share of the memory free after loading.
+AUTO_CACHE_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -47,10 +49,6 @@ class DecodePlan:
 
 def eager() -> DecodePlan:
     return DecodePlan(EAGER)
-
-
-# Under auto, the static cache may take at most this share of the memory free after loading.
-AUTO_CACHE_SHARE = 0.5
 
 
 def kv_bytes_per_token(text_config, dtype) -> int:

@@ -426,10 +426,10 @@ class Engine:
         self.metrics.decode_compiled.set(0)
         again = [j for j in jobs if j.restartable]
         for job in jobs:
-            if not job.restartable and not job.done:
+            if job in again:
+                job.restart()
+            else:  # finished already (a no-op) or its caller has seen output
                 job.fail(ApiError("internal_error", "generation failed inside the model process; retry"))
-        for job in again:
-            job.restart()
         if again:
             self._run_splitting_on_oom(again)
 

@@ -60,6 +60,14 @@ def failing_backend(graph_module, example_inputs):
     raise RuntimeError("no C compiler on this host (injected)")
 
 
+def failing_plan(model_settings, context_length, fallback: bool) -> decode.DecodePlan:
+    """A compiled plan whose backend fails, with or without auto's fallback."""
+    plan = compiled_plan(model_settings, context_length)
+    config = dataclasses.replace(plan.generate_kwargs["compile_config"], backend=failing_backend)
+    config._compile_all_devices = True
+    return dataclasses.replace(plan, fallback=fallback, generate_kwargs={**plan.generate_kwargs, "compile_config": config})
+
+
 def gauge(engine) -> float:
     return engine.metrics.registry.get_sample_value("llava_model_decode_compiled")
 
@@ -162,12 +170,8 @@ def test_a_compile_failure_under_auto_drops_to_eager_and_answers(make_engine, ow
     probe = prepared_for(own_model, model_settings, (640, 480), seed=7, max_tokens=10)
     expected = make_engine(decode.eager()).submit(*probe, "eager").result(timeout=120)
 
-    plan = compiled_plan(model_settings, own_model.context_length, mode="compiled")
-    plan = dataclasses.replace(plan, fallback=True, generate_kwargs={
-        **plan.generate_kwargs, "compile_config": dataclasses.replace(plan.generate_kwargs["compile_config"],
-                                                                       backend=failing_backend)})
-    plan.generate_kwargs["compile_config"]._compile_all_devices = True
-    engine = make_engine(plan, max_batch_size=4, max_batch_wait_ms=500)
+    engine = make_engine(failing_plan(model_settings, own_model.context_length, fallback=True), max_batch_size=4,
+                         max_batch_wait_ms=500)
     assert gauge(engine) == 1
     with engine.preparing():
         quiet = engine.submit(*probe, "quiet")
@@ -186,12 +190,7 @@ def test_a_compile_failure_under_auto_drops_to_eager_and_answers(make_engine, ow
 
 
 def test_an_explicit_compiled_mode_does_not_fall_back(make_engine, own_model, model_settings):
-    plan = compiled_plan(model_settings, own_model.context_length, mode="compiled")
-    plan = dataclasses.replace(plan, generate_kwargs={
-        **plan.generate_kwargs, "compile_config": dataclasses.replace(plan.generate_kwargs["compile_config"],
-                                                                       backend=failing_backend)})
-    plan.generate_kwargs["compile_config"]._compile_all_devices = True
-    engine = make_engine(plan)
+    engine = make_engine(failing_plan(model_settings, own_model.context_length, fallback=False))
     job = engine.submit(*prepared_for(own_model, model_settings, (640, 480), max_tokens=6), "strict")
     with pytest.raises(ApiError) as failed:
         job.result(timeout=120)
