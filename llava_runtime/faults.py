@@ -1,9 +1,11 @@
 """Failure injection for tests and the chaos suite; inert unless LLAVA_FAULTS=1.
 
 `POST /_faults {"mode": "oom" | "error" | "slow" | "none", "count": n, "seconds": s,
-"min_batch": k}` arms the next `count` generate calls (-1 = until disarmed) whose
-batch has at least `min_batch` requests. The fault fires where the real one would:
-inside the engine, before generate, so recovery paths run for real.
+"min_batch": k, "stage": "any" | "prefill" | "decode"}` arms the next `count` model
+calls (-1 = until disarmed) of that stage whose batch has at least `min_batch`
+requests. A model call is a `generate` call (generate engine, stage decode), or a
+request's prefill or one decode step (continuous engine). The fault fires where the
+real one would: inside the engine, before the call, so recovery paths run for real.
 """
 from __future__ import annotations
 
@@ -15,12 +17,13 @@ import torch
 from .errors import ApiError
 
 MODES = ("none", "oom", "error", "slow")
+STAGES = ("any", "prefill", "decode")
 
 
 class Faults:
     def __init__(self):
         self._lock = threading.Lock()
-        self.mode, self.count, self.seconds, self.min_batch = "none", 0, 0.0, 1
+        self.mode, self.count, self.seconds, self.min_batch, self.stage = "none", 0, 0.0, 1, "any"
 
     def arm(self, spec: object) -> dict:
         if not isinstance(spec, dict) or spec.get("mode") not in MODES:
@@ -32,16 +35,21 @@ class Faults:
             raise ApiError("invalid_request", "seconds must be between 0 and 3600", "seconds")
         if not isinstance(min_batch, int) or min_batch < 1:
             raise ApiError("invalid_request", "min_batch must be a positive integer", "min_batch")
+        stage = spec.get("stage", "any")
+        if stage not in STAGES:
+            raise ApiError("invalid_request", "stage must be one of " + ", ".join(STAGES), "stage")
         with self._lock:
             self.mode, self.count, self.seconds, self.min_batch = spec["mode"], count, float(seconds), min_batch
+            self.stage = stage
             return self.state()
 
     def state(self) -> dict:
-        return {"mode": self.mode, "count": self.count, "seconds": self.seconds, "min_batch": self.min_batch}
+        return {"mode": self.mode, "count": self.count, "seconds": self.seconds, "min_batch": self.min_batch,
+                "stage": self.stage}
 
-    def before_generate(self, batch_size: int) -> None:
+    def before_generate(self, batch_size: int, stage: str = "decode") -> None:
         with self._lock:
-            if self.mode == "none" or batch_size < self.min_batch:
+            if self.mode == "none" or batch_size < self.min_batch or self.stage not in ("any", stage):
                 return
             mode, seconds = self.mode, self.seconds
             if self.count > 0:

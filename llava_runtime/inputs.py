@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps
 
+from llava_common import params
+
 from .errors import ApiError
 
 # Vicuna v1's system prompt (llava-v1.6-vicuna), used when a request brings none.
@@ -35,9 +37,12 @@ _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*
 @dataclass(frozen=True)
 class SamplingParams:
     max_tokens: int
-    temperature: float
-    top_p: float = 1.0
+    temperature: float                 # 0 = greedy
+    top_p: float = params.TOP_P_DEFAULT
     min_tokens: int = 0
+    top_k: int = params.TOP_K_DEFAULT  # 0 or -1 = off
+    seed: int | None = None            # the same seed gives the same answer, alone or in a batch
+    stop: tuple[str, ...] = ()         # the answer ends before the first of these strings
 
 
 @dataclass
@@ -179,16 +184,48 @@ def _float(body: dict, name: str, default: float, lo: float, hi: float, lo_open:
     return float(value)
 
 
-def _params(body: dict, limits: Limits, default_max: int, default_temperature: float) -> SamplingParams:
+def _params(body: dict, limits: Limits, default_temperature: float) -> SamplingParams:
     max_tokens = body.get("max_completion_tokens")
     name = "max_completion_tokens" if max_tokens is not None else "max_tokens"
-    max_tokens = _int(body, name, default_max, 1, limits.max_new_tokens)
+    max_tokens = _int(body, name, params.MAX_TOKENS_DEFAULT, params.MAX_TOKENS_RANGE[0], limits.max_new_tokens)
     min_tokens = _int(body, "min_tokens", 0, 0, limits.max_new_tokens)
     if min_tokens > max_tokens:
         raise ApiError("invalid_request", f"min_tokens ({min_tokens}) must not exceed {name} ({max_tokens})", "min_tokens")
+    seed = body.get("seed")
     return SamplingParams(max_tokens=max_tokens, min_tokens=min_tokens,
-                          temperature=_float(body, "temperature", default_temperature, 0.0, 2.0),
-                          top_p=_float(body, "top_p", 1.0, 0.0, 1.0, lo_open=True))
+                          temperature=_float(body, "temperature", default_temperature, *params.TEMPERATURE_RANGE),
+                          top_p=_float(body, "top_p", params.TOP_P_DEFAULT, 0.0, 1.0, lo_open=True),
+                          top_k=_int(body, "top_k", params.TOP_K_DEFAULT, *params.TOP_K_RANGE),
+                          seed=None if seed is None else _int(body, "seed", 0, *params.SEED_RANGE),
+                          stop=_stop(body.get("stop")))
+
+
+def _stop(value: object) -> tuple[str, ...]:
+    """OpenAI's `stop`: a string or an array of up to 4 strings."""
+    if value is None or value == [] or value == "":
+        return ()
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
+        raise ApiError("invalid_request", "stop must be a non-empty string or an array of non-empty strings", "stop")
+    if len(values) > params.MAX_STOP_SEQUENCES:
+        raise ApiError("invalid_request", f"stop holds {len(values)} strings; at most {params.MAX_STOP_SEQUENCES} are "
+                       "allowed", "stop")
+    if any(len(v) > params.MAX_STOP_CHARS for v in values):
+        raise ApiError("invalid_request", f"each stop string may hold at most {params.MAX_STOP_CHARS} characters", "stop")
+    return tuple(dict.fromkeys(values))
+
+
+def _response_format(value: object) -> None:
+    """Only free text for now: a JSON response format is refused, never silently ignored."""
+    if value is None:
+        return
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind == "text":
+        return
+    if kind in ("json_object", "json_schema"):
+        raise ApiError("invalid_request", f"response_format {kind} is not supported yet; only {{\"type\": \"text\"}}",
+                       "response_format")
+    raise ApiError("invalid_request", "response_format must be an object whose type is text", "response_format")
 
 
 def _check_text_budget(texts: list[str], limits: Limits) -> None:
@@ -218,7 +255,8 @@ def parse_analyze(body: object, limits: Limits) -> ChatRequest:
     pil = image_from_url(image, limits, "image")
     messages = [_system_message(DEFAULT_SYSTEM),
                 {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-    return ChatRequest(messages, [pil], _params(body, limits, 512, 0.2), model=body.get("model"))
+    _response_format(body.get("response_format"))
+    return ChatRequest(messages, [pil], _params(body, limits, params.ANALYZE_TEMPERATURE_DEFAULT), model=body.get("model"))
 
 
 def parse_chat(body: object, limits: Limits) -> ChatRequest:
@@ -230,7 +268,7 @@ def parse_chat(body: object, limits: Limits) -> ChatRequest:
         raise ApiError("invalid_request", "messages must be a non-empty array", "messages")
     if body.get("n", 1) not in (1, None):
         raise ApiError("invalid_request", "only n=1 is supported", "n")
-    for unsupported in ("stop", "tools", "functions", "logprobs"):
+    for unsupported in ("tools", "functions", "logprobs"):
         if body.get(unsupported) not in (None, False, [], ""):
             raise ApiError("invalid_request", f"{unsupported} is not supported by this server", unsupported)
     stream = body.get("stream", False)
@@ -277,7 +315,8 @@ def parse_chat(body: object, limits: Limits) -> ChatRequest:
     _check_text_budget(texts, limits)
     if messages[0]["role"] != "system":
         messages.insert(0, _system_message(DEFAULT_SYSTEM))
-    return ChatRequest(messages, images, _params(body, limits, 512, 1.0), stream=stream,
+    _response_format(body.get("response_format"))
+    return ChatRequest(messages, images, _params(body, limits, params.CHAT_TEMPERATURE_DEFAULT), stream=stream,
                        include_usage=bool(options.get("include_usage")), model=body.get("model"))
 
 

@@ -22,18 +22,42 @@ class ModelMetrics:
                                     buckets=_FAST, registry=r)
         self.preprocess = Histogram("llava_model_preprocess_seconds", "Image decoding, tiling and tokenisation per request",
                                     buckets=_FAST, registry=r)
-        self.batch_size = Histogram("llava_model_batch_size", "Requests per generate call",
-                                    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64), registry=r)
+        self.batch_size = Histogram("llava_model_batch_size",
+                                    "Rows per decode step (continuous engine) or requests per generate call",
+                                    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128), registry=r)
         self.prompt_tokens = Counter("llava_model_prompt_tokens", "Prompt tokens processed (image tokens included)", registry=r)
         self.generation_tokens = Counter("llava_model_generation_tokens", "Tokens generated", registry=r)
-        self.running = Gauge("llava_model_requests_running", "Requests in the batch being generated", registry=r)
-        self.waiting = Gauge("llava_model_requests_waiting", "Requests queued for a batch", registry=r)
+        self.running = Gauge("llava_model_requests_running", "Requests decoding now (rows of the running batch)", registry=r)
+        self.waiting = Gauge("llava_model_requests_waiting", "Requests queued for a row", registry=r)
+        # Continuous engine only: its KV slots, steps and CUDA graphs.
+        self.kv_slots = Gauge("llava_model_kv_slots", "Rows of KV cache allocated (each holds a whole context)", registry=r)
+        self.kv_slots_used = Gauge("llava_model_kv_slots_used", "KV rows held by decoding or prefilling requests",
+                                   registry=r)
+        self.rows_free = Gauge("llava_model_rows_free", "KV rows free for the next request", registry=r)
+        self.kv_tokens_used = Gauge("llava_model_kv_tokens_used", "Positions held in the KV rows of decoding requests",
+                                    registry=r)
+        self.prefill = Histogram("llava_model_prefill_seconds", "Start of a request's prefill (vision + prompt) to its "
+                                 "first token", buckets=_FAST, registry=r)
+        self.decode_step = Histogram("llava_model_decode_step_seconds", "Device time of one decode step (all rows)",
+                                     buckets=(0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 1),
+                                     registry=r)
+        self.attention_read_ratio = Histogram("llava_model_attention_read_ratio",
+                                              "KV positions a decode step reads over the positions its rows hold",
+                                              buckets=(1, 1.1, 1.25, 1.5, 2, 3, 5, 10), registry=r)
+        self.tokens_per_second = Gauge("llava_model_decode_tokens_per_second", "Tokens generated per second, last 5 s",
+                                       registry=r)
+        self.cuda_graphs = Gauge("llava_model_cuda_graphs", "Decode-step CUDA graphs captured (0: eager steps)",
+                                 registry=r)
+        self.cuda_graph_capture_failed = Gauge("llava_model_cuda_graph_capture_failed",
+                                               "1 when capturing the decode step failed and steps run uncaptured",
+                                               registry=r)
         self.oom = Counter("llava_model_oom_events", "CUDA out-of-memory errors caught in a batch", registry=r)
         self.ready = Gauge("llava_model_ready", "1 once the model is loaded and warmed up", registry=r)
         self.load_seconds = Gauge("llava_model_load_seconds", "Seconds spent loading the weights", registry=r)
         self.warmup_seconds = Gauge("llava_model_warmup_seconds", "Seconds spent in warmup", registry=r)
         self.decode_compiled = Gauge("llava_model_decode_compiled",
-                                     "1 while the decode step runs compiled (static KV cache + torch.compile), 0 eager",
+                                     "ENGINE=generate: 1 while the decode step runs compiled (static KV cache + "
+                                     "torch.compile), 0 eager",
                                      registry=r)
         self.gpu_used = Gauge("llava_model_gpu_memory_used_bytes", "GPU memory allocated by this process", registry=r)
         self.gpu_total = Gauge("llava_model_gpu_memory_total_bytes", "GPU memory of the device", registry=r)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
 
@@ -15,13 +16,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
 
 from .errors import ApiError
-from .inputs import parse_analyze, parse_chat, prepare
+from .inputs import parse_analyze, parse_chat
 
 log = logging.getLogger(__name__)
 # A request whose job produces nothing for this long is abandoned (a safety net:
 # the engine always answers or the process exits).
 EVENT_TIMEOUT_S = 900.0
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+# What a request id or a W3C traceparent may hold before it reaches a log line.
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._:/-]")
 
 
 class InFlight:
@@ -65,7 +68,8 @@ def create_app(settings, service) -> Flask:
 
     @app.before_request
     def tag_request():
-        g.request_id = (request.headers.get("X-Request-ID") or uuid.uuid4().hex)[:128]
+        g.request_id = _ID_UNSAFE.sub("", request.headers.get("X-Request-ID", ""))[:128] or uuid.uuid4().hex
+        g.trace = _ID_UNSAFE.sub("", request.headers.get("traceparent", ""))[:64]
         g.started = time.monotonic()
 
     @app.after_request
@@ -74,8 +78,8 @@ def create_app(settings, service) -> Flask:
         response.headers["X-Request-ID"] = g.get("request_id", "")
         if not endpoint.startswith(("/health", "/metrics")):
             metrics.requests.labels(endpoint, str(response.status_code)).inc()
-            log.info("%s %s -> %d in %.0f ms [%s]", request.method, request.path, response.status_code,
-                     (time.monotonic() - g.started) * 1000, g.request_id)
+            log.info("%s %s -> %d in %.0f ms [%s]%s", request.method, request.path, response.status_code,
+                     (time.monotonic() - g.started) * 1000, g.request_id, f" traceparent={g.trace}" if g.trace else "")
         return response
 
     @app.errorhandler(ApiError)
@@ -110,10 +114,10 @@ def create_app(settings, service) -> Flask:
     @app.get("/health")
     def health():
         if service.ready:
-            loaded = service.loaded
+            loaded, engine = service.loaded, service.engine
             return {"status": "healthy", "model": loaded.name, "device": str(loaded.device),
-                    "dtype": str(loaded.dtype).replace("torch.", ""), "contextLength": loaded.context_length,
-                    "decode": service.engine.decode.mode, **service.engine.load}
+                    "dtype": str(loaded.dtype).replace("torch.", ""), "contextLength": service.context_length,
+                    **engine.describe(), "decode": engine.decode_mode, **engine.load}
         status = "stopping" if service.stopping else "loading"
         return {"status": status, "model": settings.model_name, **service.progress.snapshot()}, 503
 
@@ -139,12 +143,10 @@ def create_app(settings, service) -> Flask:
                            "the model process is shutting down" if service.stopping else
                            f"the model is still starting ({service.progress.phase}); retry shortly")
         started = time.monotonic()
-        with service.engine.preparing():
+        with service.preparing():
             parsed = parse(_json_body(), service.limits)
-            loaded = service.loaded
-            prepared = prepare(parsed, loaded.processor, loaded.context_length, loaded.image_token_id)
+            job = service.submit(parsed, g.request_id, stream=stream)
             metrics.preprocess.observe(time.monotonic() - started)
-            job = service.engine.submit(prepared, parsed.params, g.request_id, stream=stream or parsed.stream)
         return parsed, job
 
     @app.post("/v1/analyze")

@@ -1,4 +1,5 @@
-"""The model process's lifecycle: load -> warm up (while the engine runs) -> ready -> drain."""
+"""The model process's lifecycle: load -> warm up (while the engine runs) -> ready -> drain,
+and where a request becomes a job (`Service.submit`, for the HTTP API and warmup alike)."""
 from __future__ import annotations
 
 import logging
@@ -8,9 +9,12 @@ import time
 import torch
 
 from . import decode
-from .engine import Engine
+from .continuous_engine import ContinuousEngine
+from .decoder import unsupported_reason
 from .faults import Faults
-from .inputs import Limits
+from .generate_engine import GenerateEngine
+from .inputs import ChatRequest, Limits, prepare
+from .jobs import Job
 from .loader import BootError, LoadedModel, Progress, load_model
 from .metrics import ModelMetrics
 from .warmup import run_warmup
@@ -49,7 +53,7 @@ class Service:
         self.limits = Limits(settings)
         self.faults = Faults() if settings.inject_faults else None
         self.loaded: LoadedModel | None = None
-        self.engine: Engine | None = None
+        self.engine: ContinuousEngine | GenerateEngine | None = None
         self.ready = False
         self.stopping = False
         self.boot_error: BootError | None = None
@@ -69,20 +73,38 @@ class Service:
         self.metrics.load_seconds.set(time.monotonic() - started)
         if self.loaded.device.type == "cuda":
             self.metrics.watch_gpu(self.loaded.device)
-        free = torch.cuda.mem_get_info(self.loaded.device)[0] if self.loaded.device.type == "cuda" else None
-        plan = decode.plan(self.settings, self.loaded.device, self.loaded.context_length,
-                           decode.kv_bytes_per_token(self.loaded.model.config.get_text_config(), self.loaded.dtype), free)
-        log.info("decode: %s", plan.description)
-        self.engine = Engine(self.loaded.model, self.loaded.tokenizer, self.settings, self.metrics,
-                             faults=self.faults, on_fatal=on_fatal, decode_plan=plan)
+        try:
+            self.engine = build_engine(self.settings, self.loaded, self.metrics, self.faults, on_fatal)
+            self.engine.prepare(lambda detail: self.progress.set("preparing the engine", detail))
+        except BaseException:
+            self._stop_reports.set()
+            raise
+        log.info("engine: %s %s", self.engine.name, self.engine.describe())
+
+    @property
+    def context_length(self) -> int:
+        """Tokens one request may use, prompt and answer (the engine's rows may hold fewer than the model's context)."""
+        return self.engine.length
+
+    def preparing(self):
+        """Wrap a request's parsing and preprocessing (the generate engine's batch waits for it)."""
+        return self.engine.preparing()
+
+    def submit(self, request: ChatRequest, request_id: str, stream: bool = False) -> Job:
+        """A parsed request becomes a job: image tiles and prompt tokens in the caller's
+        thread (overlapping the running steps), checked against the context, then queued."""
+        loaded = self.loaded
+        prepared = prepare(request, loaded.processor, self.context_length, loaded.image_token_id)
+        return self.engine.submit(prepared, request.params, request_id, stream=stream or request.stream)
 
     def warm_up(self) -> None:
         """Run the warmup requests through the engine (which runs on another thread),
         then turn ready. A failure here means the model cannot serve: stop the engine
         and leave the reason in `boot_error`."""
         try:
+            compiling = isinstance(self.engine, GenerateEngine) and self.engine.decode.compiled
             self.progress.set("warming up", f"0/{self.settings.warmup_requests} requests done"
-                              + ("; building the compiled decode step" if self.engine.decode.compiled else ""))
+                              + ("; building the compiled decode step" if compiling else ""))
             self.metrics.warmup_seconds.set(
                 run_warmup(self, self.settings.warmup_requests, self.settings.warmup_tokens, self.progress))
         except Exception as exc:
@@ -97,9 +119,9 @@ class Service:
         self.ready = True
         self.metrics.ready.set(1)
         self.progress.set("ready")
-        log.info("ready: %s on %s (%s), context %d tokens, %s decode, started in %.1fs", self.loaded.name,
-                 self.loaded.device, str(self.loaded.dtype).replace("torch.", ""), self.loaded.context_length,
-                 self.engine.decode.mode, time.monotonic() - self.progress.started)
+        log.info("ready: %s on %s (%s), %s engine, %d tokens per request, %s decode, started in %.1fs",
+                 self.loaded.name, self.loaded.device, str(self.loaded.dtype).replace("torch.", ""), self.engine.name,
+                 self.context_length, self.engine.decode_mode, time.monotonic() - self.progress.started)
 
     def begin_stop(self, grace_s: float) -> None:
         """Refuse new work and let the engine drain within `grace_s`; returns at once."""
@@ -109,3 +131,17 @@ class Service:
         self.metrics.ready.set(0)
         if self.engine is not None:
             self.engine.request_stop(grace_s)
+
+
+def build_engine(settings, loaded: LoadedModel, metrics, faults, on_fatal):
+    """ENGINE=continuous unless the checkpoint's language model is one it cannot run."""
+    if settings.engine == ContinuousEngine.name:
+        reason = unsupported_reason(loaded.model)
+        if reason is not None:
+            raise BootError(f"ENGINE=continuous cannot run {loaded.source!r}: {reason}; set ENGINE=generate")
+        return ContinuousEngine(loaded, settings, metrics, faults=faults, on_fatal=on_fatal)
+    free = torch.cuda.mem_get_info(loaded.device)[0] if loaded.device.type == "cuda" else None
+    plan = decode.plan(settings, loaded.device, loaded.context_length,
+                       decode.kv_bytes_per_token(loaded.model.config.get_text_config(), loaded.dtype), free)
+    log.info("decode: %s", plan.description)
+    return GenerateEngine(loaded, settings, metrics, faults=faults, on_fatal=on_fatal, decode_plan=plan)

@@ -29,12 +29,32 @@ class ModelSettings:
     dtype: str = setting("DTYPE", "auto", choice("auto", "bfloat16", "float16", "float32"),
                          "Weight dtype: auto = bf16 on GPUs that support it, fp16 on other GPUs, fp32 on CPU")
     demo_dir: str = setting("DEMO_MODEL_DIR", "", text, "Where the demo model is built (default: ~/.cache/llava-service/demo-model-v1)")
-    max_batch_size: int = setting("MAX_BATCH_SIZE", 8, integer(1, 256), "Most requests run together in one generate call; 1 disables batching")
+    engine: str = setting("ENGINE", "continuous", choice("continuous", "generate"),
+                          "continuous = rows join and leave the running batch between decode steps (KV slots, CUDA "
+                          "graphs on a GPU); generate = static batches through transformers' generate (the reference)")
+    max_batch_size: int = setting("MAX_BATCH_SIZE", 32, integer(1, 256),
+                                  "Most requests decoding together: caps the continuous engine's KV rows (which are "
+                                  "also sized from memory) and the generate engine's batch; 1 disables batching")
+    kv_cache_memory_fraction: float = setting("KV_CACHE_MEMORY_FRACTION", 0.9, number(0.05, 1.0),
+                                              "continuous: share of the GPU's memory this process may use, weights "
+                                              "included; what is left after the weights and the largest prefill "
+                                              "becomes KV rows (like vLLM's gpu_memory_utilization). On the CPU: "
+                                              "share of the memory available after loading")
+    max_model_len: int = setting("MAX_MODEL_LEN", 0, integer(0, 1_000_000),
+                                 "continuous: tokens one KV row holds, prompt and answer (0 = the model's context, "
+                                 "4,096 for LLaVA-1.6-7B); lower it for more rows on a small GPU")
+    prefill_chunk_tokens: int = setting("PREFILL_CHUNK_TOKENS", 512, integer(16, 65_536),
+                                        "continuous: while rows decode, a new prompt is written in chunks of this many "
+                                        "tokens, one chunk between two decode steps (a whole prompt when none decode)")
+    cuda_graphs: bool = setting("CUDA_GRAPHS", True, boolean,
+                                "continuous, on CUDA: capture the decode step as CUDA graphs during warmup (false = "
+                                "launch it eagerly, for debugging)")
     max_batch_wait_ms: float = setting("MAX_BATCH_WAIT_MS", 25.0, number(0, 10_000),
-                                       "How long a batch waits for requests still being preprocessed to join it, counted from "
-                                       "when both its first request and the engine are ready (0 = start at once)")
-    max_queue: int = setting("MAX_QUEUE", 64, integer(1, 100_000), "Requests waiting for a batch slot; past it new requests get 429")
-    http_threads: int = setting("HTTP_THREADS", 96, integer(4, 4096),
+                                       "generate: how long a batch waits for requests still being preprocessed to join "
+                                       "it, counted from when both its first request and the engine are ready (0 = "
+                                       "start at once)")
+    max_queue: int = setting("MAX_QUEUE", 64, integer(1, 100_000), "Requests waiting for a row; past it new requests get 429")
+    http_threads: int = setting("HTTP_THREADS", 128, integer(4, 4096),
                                 "Waitress worker threads (each waiting or streaming request holds one)")
     max_new_tokens: int = setting("MAX_NEW_TOKENS_LIMIT", 1024, integer(1, 32_768), "Largest max_tokens a request may ask for")
     max_prompt_chars: int = setting("MAX_PROMPT_CHARS", 8000, integer(1, 1_000_000), "Longest text a request may carry, in characters")
@@ -49,16 +69,16 @@ class ModelSettings:
     shutdown_grace_s: float = setting("SHUTDOWN_GRACE_SECONDS", 20.0, number(0, 3600),
                                       "On SIGTERM, how long in-flight requests may take to finish")
     decode_mode: str = setting("DECODE_MODE", decode.AUTO, choice(*decode.MODES),
-                               "How the per-token decode step runs: compiled = static KV cache + torch.compile (CUDA "
+                               "generate: how the per-token decode step runs: compiled = static KV cache + torch.compile (CUDA "
                                "graphs); eager = dynamic cache, plain PyTorch; auto = compiled on CUDA, eager elsewhere, "
                                "and eager for good if compiling fails (logged)")
     compile_backend: str = setting("COMPILE_BACKEND", "inductor", choice(*decode.BACKENDS),
-                                   "torch.compile backend of the compiled decode step (aot_eager/eager: no C compiler or "
+                                   "generate: torch.compile backend of the compiled decode step (aot_eager/eager: no C compiler or "
                                    "Triton needed, for debugging)")
     compile_mode: str = setting("COMPILE_MODE", "reduce-overhead", choice(*decode.COMPILE_MODES),
-                                "torch.compile mode with the inductor backend (reduce-overhead = CUDA graphs)")
+                                "generate: torch.compile mode with the inductor backend (reduce-overhead = CUDA graphs)")
     static_cache_tokens: int = setting("STATIC_CACHE_TOKENS", 0, integer(0, 1_000_000),
-                                       "KV cache length per batch row in compiled mode (0 = the model's context length); "
+                                       "generate: KV cache length per batch row in compiled mode (0 = the model's context length); "
                                        "fixed so the compiled step is not rebuilt for each prompt length. Memory: "
                                        "~0.5 MiB per token per row for the 7B model in bf16")
     log_level: str = setting("LOG_LEVEL", "info", choice(*logs.LEVELS), "Log verbosity")

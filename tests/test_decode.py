@@ -13,7 +13,7 @@ import requests
 import torch
 
 from llava_runtime import decode
-from llava_runtime.engine import Engine
+from llava_runtime.generate_engine import GenerateEngine
 from llava_runtime.errors import ApiError
 from llava_runtime.loader import Progress, load_model
 from llava_runtime.metrics import ModelMetrics
@@ -38,7 +38,7 @@ def make_engine(own_model, model_settings):
     def make(plan, **overrides):
         settings = dataclasses.replace(model_settings, **overrides)
         metrics = ModelMetrics()
-        engine = Engine(own_model.model, own_model.tokenizer, settings, metrics, decode_plan=plan).start()
+        engine = GenerateEngine(own_model, settings, metrics, decode_plan=plan).start()
         engines.append(engine)
         return engine
 
@@ -205,7 +205,8 @@ def test_the_server_warms_up_the_inductor_graph_and_serves_compiled(demo_model_d
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {"MODEL_PATH": "demo", "DEMO_MODEL_DIR": str(demo_model_dir), "MODEL_PORT": str(port),
-           "DECODE_MODE": "compiled", "COMPILE_MODE": "default", "WARMUP_REQUESTS": "3", "WARMUP_TOKENS": "4",
+           "ENGINE": "generate", "DECODE_MODE": "compiled", "COMPILE_MODE": "default", "WARMUP_REQUESTS": "3",
+           "WARMUP_TOKENS": "4",
            "MAX_BATCH_WAIT_MS": "300"}
     bodies = [{"image": images.b64(images.jpeg(*size, seed=i)), "prompt": "What is in this picture?",
                "max_tokens": 8, "temperature": 0} for i, size in enumerate(SIZES[:3])]
@@ -230,7 +231,7 @@ def test_an_explicit_compiled_mode_without_a_c_compiler_exits_3_naming_the_cause
     from llava_common import exit_codes
 
     env = {"MODEL_PATH": "demo", "DEMO_MODEL_DIR": str(demo_model_dir), "MODEL_PORT": str(free_port()),
-           "DECODE_MODE": "compiled", "COMPILE_MODE": "default", "WARMUP_REQUESTS": "1",
+           "ENGINE": "generate", "DECODE_MODE": "compiled", "COMPILE_MODE": "default", "WARMUP_REQUESTS": "1",
            "CXX": str(tmp_path / "no-such-c++"), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}
     with Proc(python("llava_server.py"), env=env) as server:
         assert server.wait(timeout=240) == exit_codes.BOOT_ERROR

@@ -1,14 +1,18 @@
-"""Batching engine: concurrent requests run together as one left-padded `generate`.
+"""The generate engine (ENGINE=generate): concurrent requests run together as one
+left-padded `generate`. The reference the continuous engine is tested against, and
+the path for checkpoints the continuous engine cannot run.
 
 Why static batches through `generate` rather than a hand-written decode loop: it
 keeps transformers' cache handling, attention masks and its static-cache /
 compile path (decode.py). Per-request behaviour is added with its documented hooks:
-- `RowSampler` (a LogitsProcessor) applies each row's temperature and top_p and its
-  min_tokens; generate itself runs greedy, so a sampled row is handed to it as a
-  one-hot distribution and a greedy row is left untouched (so greedy answers are
-  identical alone and in a batch).
-- `RowStop` (a StoppingCriteria) ends each row at its own max_tokens or when its
-  client went away; generate ends a row at EOS by itself.
+- `RowSampler` (a LogitsProcessor) applies each row's min_tokens and, for sampled
+  rows, chooses the token with sampling.py (as the continuous engine does, so a
+  seed gives the same answer on both); generate itself runs greedy, so a sampled
+  row is handed to it as a one-hot distribution and a greedy row is left untouched
+  (so greedy answers are identical alone and in a batch).
+- `RowStop` (a StoppingCriteria) ends each row at its own max_tokens, at a stop
+  string (jobs.py finds it) or when its client went away; generate ends a row at
+  EOS by itself.
 - `RowStreamer` (a BaseStreamer) hands each row's new tokens to its job as they are
   generated, for streaming responses and time-to-first-token.
 
@@ -22,177 +26,40 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import queue
 import threading
 import time
-from dataclasses import dataclass
 
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from . import decode
+from . import decode, sampling
 from .errors import ApiError
 from .inputs import Prepared, SamplingParams
+from .jobs import Job, eos_token_ids
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Completion:
-    text: str
-    finish_reason: str          # stop | length | cancelled
-    prompt_tokens: int
-    completion_tokens: int
-    ttft_s: float | None
-    latency_s: float
-    queue_s: float
-    batch_size: int
-
-
-class Job:
-    """One request inside the engine. Its events reach the HTTP thread through a queue:
-    ("delta", str) while streaming, then ("done", Completion) or ("error", ApiError)."""
-
-    def __init__(self, prepared: Prepared, params: SamplingParams, request_id: str, stream: bool, tokenizer, eos_ids):
-        self.prepared, self.params, self.request_id, self.stream = prepared, params, request_id, stream
-        self.events: queue.SimpleQueue = queue.SimpleQueue()
-        self.tokens: list[int] = []
-        self.done = False
-        self.cancelled = False
-        self.arrived = time.monotonic()
-        self.started: float | None = None
-        self.first_token_at: float | None = None
-        self.batch_size = 0
-        self.completion: Completion | None = None
-        self._tokenizer, self._eos = tokenizer, eos_ids
-        self._sent = ""                          # text already streamed
-        self._prefix, self._read = 0, 0          # incremental detokenisation offsets
-        self._emitted = False                    # some event already reached the caller
-
-    @property
-    def restartable(self) -> bool:
-        """Whether the job can run again from scratch with nobody noticing."""
-        return not self.done and not self._emitted
-
-    def restart(self) -> None:
-        self.tokens = []
-        self.first_token_at = None
-        self._sent, self._prefix, self._read = "", 0, 0
-
-    def cancel(self) -> None:
-        """The client went away: the row stops at its next step and frees its slot."""
-        self.cancelled = True
-
-    # -- called from the engine thread
-
-    def on_token(self, token: int, now: float) -> None:
-        if self.done:
-            return
-        if self.first_token_at is None:
-            self.first_token_at = now
-        if token in self._eos:
-            self.finish("stop")
-            return
-        self.tokens.append(token)
-        if self.stream:
-            delta = self._detokenize()
-            if delta:
-                self._sent += delta
-                self._emitted = True
-                self.events.put(("delta", delta))
-        if len(self.tokens) >= self.params.max_tokens:
-            self.finish("length")
-        elif self.cancelled:
-            self.finish("cancelled")
-
-    def _detokenize(self) -> str:
-        # Decode a short window, not the whole answer: with SentencePiece a token's
-        # leading space only survives when a previous token is decoded with it.
-        prefix_text = self._tokenizer.decode(self.tokens[self._prefix:self._read], skip_special_tokens=True)
-        new_text = self._tokenizer.decode(self.tokens[self._prefix:], skip_special_tokens=True)
-        if len(new_text) > len(prefix_text) and not new_text.endswith("\ufffd"):  # hold back half a UTF-8 character
-            self._prefix, self._read = self._read, len(self.tokens)
-            return new_text[len(prefix_text):]
-        return ""
-
-    def finish(self, reason: str) -> Completion | None:
-        if self.done:
-            return None
-        self.done = True
-        now = time.monotonic()
-        text = self._tokenizer.decode(self.tokens, skip_special_tokens=True)
-        if self.stream and text.startswith(self._sent) and len(text) > len(self._sent):
-            self.events.put(("delta", text[len(self._sent):]))
-        completion = Completion(text=text, finish_reason=reason, prompt_tokens=self.prepared.prompt_tokens,
-                                completion_tokens=len(self.tokens),
-                                ttft_s=None if self.first_token_at is None else self.first_token_at - self.arrived,
-                                latency_s=now - self.arrived, queue_s=(self.started or now) - self.arrived,
-                                batch_size=self.batch_size)
-        self.completion = completion
-        self.events.put(("done", completion))
-        return completion
-
-    def fail(self, error: ApiError) -> None:
-        if not self.done:
-            self.done = True
-            self.events.put(("error", error))
-
-    # -- called from the HTTP thread
-
-    def deltas(self, timeout: float):
-        """Yield streamed text; return the Completion; raise the job's ApiError."""
-        while True:
-            try:
-                kind, value = self.events.get(timeout=timeout)
-            except queue.Empty:
-                self.cancel()
-                raise ApiError("internal_error", "the model did not produce a token in time") from None
-            if kind == "delta":
-                yield value
-            elif kind == "done":
-                return value
-            else:
-                raise value
-
-    def result(self, timeout: float) -> Completion:
-        stream = self.deltas(timeout)
-        while True:
-            try:
-                next(stream)
-            except StopIteration as stop:
-                return stop.value
 
 
 class RowSampler(LogitsProcessor):
     def __init__(self, jobs: list[Job], prompt_length: int, eos_ids: list[int], device):
         self.prompt_length = prompt_length
         self.eos_ids = torch.tensor(eos_ids, device=device)
-        self.min_tokens = torch.tensor([j.params.min_tokens for j in jobs], device=device)
+        self.params = sampling.RowParams.of([j.params for j in jobs], [sampling.row_seed(j.params) for j in jobs], device)
         self.most_min_tokens = max(j.params.min_tokens for j in jobs)
-        temps = [j.params.temperature for j in jobs]
-        self.sampled = torch.tensor([t > 0 for t in temps], device=device)
-        self.any_sampled = any(t > 0 for t in temps)
-        self.temperature = torch.tensor([t if t > 0 else 1.0 for t in temps], device=device).unsqueeze(1)
-        self.top_p = torch.tensor([j.params.top_p for j in jobs], device=device).unsqueeze(1)
+        self.any_sampled = any(j.params.temperature > 0 for j in jobs)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         generated = input_ids.shape[1] - self.prompt_length
-        if generated < self.most_min_tokens:  # decided on the host: no device sync per step
-            early = self.min_tokens > generated
-            scores[early.nonzero().unsqueeze(1), self.eos_ids.unsqueeze(0)] = float("-inf")
+        if generated >= self.most_min_tokens and not self.any_sampled:  # decided on the host: no device sync
+            return scores
+        counts = torch.full((scores.shape[0],), generated, dtype=torch.int64, device=scores.device)
+        scores = sampling.suppress_eos(scores, counts, self.params, self.eos_ids)
         if not self.any_sampled:
             return scores
-        logits = scores / self.temperature
-        sorted_logits, order = logits.sort(dim=-1, descending=True)
-        probs = sorted_logits.softmax(dim=-1)
-        # Drop tokens once the mass before them already reaches top_p (the first always stays).
-        drop = (probs.cumsum(dim=-1) - probs) >= self.top_p
-        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
-        choice = torch.multinomial(sorted_logits.softmax(dim=-1), 1)
-        picked = order.gather(1, choice)
+        picked = sampling.sample(scores.float(), counts, self.params).unsqueeze(1)
         one_hot = torch.full_like(scores, float("-inf")).scatter_(1, picked, 0.0)
-        return torch.where(self.sampled.unsqueeze(1), one_hot, scores)
+        return torch.where((self.params.temperature > 0).unsqueeze(1), one_hot, scores)
 
 
 class RowStop(StoppingCriteria):
@@ -206,9 +73,9 @@ class RowStop(StoppingCriteria):
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
         generated = input_ids.shape[1] - self.prompt_length
         stop = self.max_tokens <= generated
-        cancelled = [i for i, j in enumerate(self.jobs) if j.cancelled]
-        if cancelled:
-            stop[cancelled] = True
+        ended = [i for i, j in enumerate(self.jobs) if j.cancelled or j.done]  # done: a stop string was found
+        if ended:
+            stop[ended] = True
         return stop
 
 
@@ -227,18 +94,20 @@ class RowStreamer(BaseStreamer):
         pass
 
 
-class Engine:
+class GenerateEngine:
     """Queue + one generation thread. `submit` never blocks: a full queue is a 429."""
+    name = "generate"
 
-    def __init__(self, model, tokenizer, settings, metrics, faults=None, on_fatal=None, decode_plan=None):
+    def __init__(self, loaded, settings, metrics, faults=None, on_fatal=None, decode_plan=None, eos_ids=None):
+        model, tokenizer = loaded.model, loaded.tokenizer
         self.model, self.tokenizer, self.settings, self.metrics = model, tokenizer, settings, metrics
+        self.length = loaded.context_length
         self.device = model.device
         self.decode = decode_plan or decode.eager()
         self.metrics.decode_compiled.set(1 if self.decode.compiled else 0)
         self.faults = faults
         self.on_fatal = on_fatal
-        eos = model.generation_config.eos_token_id
-        self.eos_ids = [eos] if isinstance(eos, int) else list(eos or [tokenizer.eos_token_id])
+        self.eos_ids = eos_ids or eos_token_ids(loaded)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
         self._pending: collections.deque[Job] = collections.deque()
         # Re-entrant: a signal handler on the engine's own thread may request a stop
@@ -249,9 +118,20 @@ class Engine:
         self._stopping = False
         self._thread: threading.Thread | None = None
 
+    def prepare(self, on_progress=None) -> None:
+        """Nothing to allocate up front: generate sizes its cache per batch."""
+
+    def describe(self) -> dict:
+        """What /health reports about the engine."""
+        return {"engine": self.name, "maxBatchSize": self.settings.max_batch_size, "maxModelLen": self.length}
+
+    @property
+    def decode_mode(self) -> str:
+        return self.decode.mode
+
     # ------------------------------------------------------------ public
 
-    def start(self) -> "Engine":
+    def start(self) -> "GenerateEngine":
         """Run the batches on a background thread (tests, in-process use)."""
         self._thread = threading.Thread(target=self.run, name="engine", daemon=True)
         self._thread.start()

@@ -1,0 +1,258 @@
+"""Runs the model for the continuous engine: prefill, the decode step, its CUDA graphs.
+
+Every row's state lives on the device in buffers indexed by row (its next input
+token, its position, how many tokens it has, its sampling settings, whether it
+is decoding), so a decode step needs nothing from the host: it reads those
+buffers, writes each row's keys and values into its slot, chooses the next tokens
+(sampling.py) and advances the buffers in place. The host only launches it and,
+between steps, starts, moves or stops rows with a few small device writes.
+
+On CUDA the step is captured once per (rows bucket, attention-length bucket)
+during warmup and replayed: one launch per step instead of ~1,000 kernel launches.
+Rows are padded up to the bucket; padding rows are inactive and write only the
+scratch position. A capture that fails, or whose replay does not give the eager
+step's tokens, is logged and the engine runs the same step uncaptured.
+
+Results reach the host through `TokenRead`: one non-blocking copy of the step's
+tokens into pinned memory plus an event, read by the engine one step later, so
+the GPU already runs the next step while the host streams and checks stops.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import torch
+
+from . import kv_slots, sampling
+from .decoder import SlotDecoder
+from .kv_slots import KVSlots
+from .sampling import RowParams
+
+log = logging.getLogger(__name__)
+# Rows buckets the decode step is captured for (up to the number of slots, which is
+# always one too): finer than powers of two past 8, where padding rows cost most.
+ROW_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+_READ_BUFFERS = 8     # pinned host buffers in rotation (the engine keeps at most 3 reads pending)
+
+GRAPHS_OFF, GRAPHS_CAPTURED, GRAPHS_FAILED = "off", "captured", "failed"
+
+
+class TokenRead:
+    """Tokens of one launch on their way to the host; `jobs[i]` owns `tokens()[i]`."""
+
+    def __init__(self, source: torch.Tensor, jobs: list, buffer: torch.Tensor, started: float, start_event=None,
+                 decode: bool = True):
+        self.jobs, self.started, self.decode = jobs, started, decode
+        self._host = buffer[:len(jobs)]
+        self._host.copy_(source[:len(jobs)], non_blocking=True)
+        self._start, self._end = start_event, None
+        if start_event is not None:
+            self._end = torch.cuda.Event(enable_timing=True)
+            self._end.record()
+        self._cpu_seconds = time.monotonic() - started
+
+    def tokens(self) -> list[int]:
+        if self._end is not None:
+            self._end.synchronize()
+        return self._host.tolist()
+
+    @property
+    def seconds(self) -> float:
+        """Device time of the launch (CUDA events), or its wall time on the CPU."""
+        if self._end is not None:
+            return self._start.elapsed_time(self._end) / 1000.0
+        return self._cpu_seconds
+
+
+class Runner:
+    def __init__(self, model, length: int, eos_ids: list[int], pad_rows: bool | None = None):
+        self.model, self.length = model, length
+        self.device = model.device
+        self.cuda = self.device.type == "cuda"
+        self.decoder = SlotDecoder(model, length)
+        self.eos = torch.tensor(eos_ids, dtype=torch.int64, device=self.device)
+        # Pad steps up to a rows bucket: needed for graphs; tests turn it on elsewhere.
+        self.pad_rows = self.cuda if pad_rows is None else pad_rows
+        self.graphs: dict[tuple[int, int], torch.cuda.CUDAGraph] = {}
+        self.graph_state, self.graph_error = GRAPHS_OFF, ""
+        self.kv: KVSlots | None = None
+        self.rows = 0
+
+    # ------------------------------------------------------------ memory
+
+    def slot_bytes(self) -> int:
+        return kv_slots.slot_bytes(self.model.config.get_text_config(), self.model.dtype, self.length)
+
+    def allocate(self, rows: int) -> None:
+        text = self.model.config.get_text_config()
+        self.kv = None
+        self.kv = KVSlots(text.num_hidden_layers, rows, self.decoder.kv_heads, self.decoder.head_dim, self.length,
+                          self.model.dtype, self.device)
+        self.rows = rows
+        self.tokens = torch.zeros(rows, dtype=torch.int64, device=self.device)
+        self.positions = torch.full((rows,), self.kv.scratch, dtype=torch.int64, device=self.device)
+        self.generated = torch.zeros(rows, dtype=torch.int64, device=self.device)
+        self.active = torch.zeros(rows, dtype=torch.bool, device=self.device)
+        self.params = RowParams.empty(rows, self.device)
+        self._buffers = [torch.zeros(rows, dtype=torch.int64, pin_memory=self.cuda) for _ in range(_READ_BUFFERS)]
+        self._next_buffer = 0
+
+    def prefill_peak_bytes(self, prompt_tokens: int, images: int, tiles: int, image_size: int) -> int:
+        """Activation memory the largest prefill needs beyond what is allocated now
+        (CUDA): the vision tower over `images` x `tiles` tiles and `prompt_tokens`
+        through the decoder in one pass, into a one-row slot."""
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(self.device)
+        before = torch.cuda.memory_allocated(self.device)
+        self.allocate(1)
+        vision = self.model.model
+        pixels = torch.zeros(images * tiles, 3, image_size, image_size, dtype=self.model.dtype, device=self.device)
+        vision.vision_tower(pixels, output_hidden_states=True)
+        del pixels
+        hidden = torch.zeros(1, prompt_tokens, self.model.config.get_text_config().hidden_size,
+                             dtype=self.model.dtype, device=self.device)
+        positions = torch.arange(prompt_tokens, device=self.device).unsqueeze(0)
+        self.decoder.logits(self.decoder.forward(hidden, positions, self.kv, 0, prompt_tokens, causal_from_zero=True))
+        torch.cuda.synchronize(self.device)
+        peak = torch.cuda.max_memory_allocated(self.device) - before - self.kv.nbytes
+        self.kv = None
+        torch.cuda.empty_cache()
+        return max(0, peak)
+
+    # ------------------------------------------------------------ rows
+
+    def begin_row(self, row: int, params, seed: int) -> None:
+        """A job takes `row`: its sampling settings; it does not decode until `activate`."""
+        self.params.set_row(row, params, seed)
+        self.deactivate(row)
+        self.generated[row] = 0
+
+    def activate(self, row: int, position: int) -> None:
+        """The row's prompt is in its slot and its first token in `tokens`: decode from `position`."""
+        self.positions[row] = position
+        self.generated[row] = 1
+        self.active[row] = True
+
+    def deactivate(self, row: int) -> None:
+        self.positions[row] = self.kv.scratch
+        self.active[row] = False
+
+    def move(self, src: int, dst: int, kv_tokens: int) -> None:
+        """Row `src` continues in row `dst`: its slot's live positions and its state."""
+        self.kv.move(src, dst, kv_tokens)
+        for buffer in (self.tokens, self.positions, self.generated, self.active):
+            buffer[dst] = buffer[src]
+        self.params.copy_row(src, dst)
+        self.deactivate(src)
+
+    def read(self, rows: slice, jobs: list, started: float, start_event=None, decode: bool = True) -> TokenRead:
+        buffer = self._buffers[self._next_buffer]
+        self._next_buffer = (self._next_buffer + 1) % _READ_BUFFERS
+        return TokenRead(self.tokens[rows], jobs, buffer, started, start_event, decode)
+
+    # ------------------------------------------------------------ prefill
+
+    def embeddings(self, prepared) -> torch.Tensor:
+        return self.decoder.prompt_embeddings(prepared)
+
+    def prefill(self, row: int, embeds: torch.Tensor, start: int, end: int, last: bool) -> None:
+        """Write prompt positions [start, end) into `row`'s slot; after the last chunk
+        choose the row's first token into `tokens[row]`."""
+        positions = torch.arange(start, end, device=self.device).unsqueeze(0)
+        hidden = self.decoder.forward(embeds[:, start:end], positions, self.kv, row, end, causal_from_zero=start == 0)
+        if last:
+            logits = self.decoder.logits(hidden)
+            self.tokens[row] = sampling.choose(logits, self.generated[row:row + 1], self.params.rows(row + 1, row),
+                                               self.eos)[0]
+
+    # ------------------------------------------------------------ decode
+
+    def padded(self, rows: int) -> int:
+        if not self.pad_rows:
+            return rows
+        return next((b for b in ROW_BUCKETS if b >= rows and b <= self.rows), self.rows)
+
+    def decode(self, rows: int, longest: int) -> tuple[int, int]:
+        """Launch one decode step for rows [0, rows) whose longest will hold `longest`
+        positions after it. Returns the (rows, attention length) it ran at."""
+        shape = (self.padded(rows), kv_slots.attention_length(longest, self.length))
+        graph = self.graphs.get(shape)
+        if graph is not None:
+            graph.replay()
+        else:
+            self._step(*shape)
+        return shape
+
+    def _step(self, rows: int, attend: int) -> None:
+        """One decode step over rows [0, rows), attention over the first `attend`
+        positions of each slot. Only device work on preallocated buffers: capturable."""
+        tokens, positions, generated = self.tokens[:rows], self.positions[:rows], self.generated[:rows]
+        hidden = self.decoder.embed(tokens).unsqueeze(1)
+        hidden = self.decoder.forward(hidden, positions.unsqueeze(1), self.kv, 0, attend)
+        chosen = sampling.choose(self.decoder.logits(hidden), generated, self.params.rows(rows), self.eos)
+        active = self.active[:rows]
+        tokens.copy_(torch.where(active, chosen, tokens))
+        advance = active.to(torch.int64)
+        positions.add_(advance)
+        generated.add_(advance)
+
+    # ------------------------------------------------------------ CUDA graphs
+
+    def shapes(self) -> list[tuple[int, int]]:
+        """Every (rows, attention length) a step can run at, largest first."""
+        row_buckets = sorted({self.padded(n) for n in range(1, self.rows + 1)}, reverse=True)
+        lengths = sorted({kv_slots.attention_length(n, self.length) for n in range(1, self.length + 1)}, reverse=True)
+        return [(rows, attend) for rows in row_buckets for attend in lengths]
+
+    def capture(self, on_progress=None) -> None:
+        """Capture the decode step for every shape (all rows inactive), then check a
+        replay against the eager step. On any failure run uncaptured."""
+        shapes = self.shapes()
+        try:
+            pool = None
+            for done, shape in enumerate(shapes):
+                self._step(*shape)  # warm: lazy initialisation (cuBLAS, kernels) must not happen in capture
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph, pool=pool):
+                    self._step(*shape)
+                pool = pool or graph.pool()
+                self.graphs[shape] = graph
+                if on_progress and (done + 1) % 16 == 0:
+                    on_progress(f"capturing CUDA graphs: {done + 1}/{len(shapes)}")
+            torch.cuda.synchronize(self.device)
+            for rows in sorted({rows for rows, _ in shapes}):
+                self._check_replay(rows, kv_slots.attention_length(self.length, self.length))
+        except Exception as exc:  # capture is an optimisation: never a reason not to serve
+            self.graphs.clear()
+            self.graph_state = GRAPHS_FAILED
+            self.graph_error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            log.error("CUDA graph capture failed; decoding uncaptured (slower): %s", self.graph_error, exc_info=True)
+            torch.cuda.synchronize(self.device)
+        else:
+            self.graph_state = GRAPHS_CAPTURED
+            log.info("captured %d CUDA graphs of the decode step (%d rows buckets x %d attention lengths)",
+                     len(self.graphs), len({r for r, _ in shapes}), len({a for _, a in shapes}))
+        finally:
+            self._reset_rows()
+
+    def _check_replay(self, rows: int, attend: int) -> None:
+        """Run one step eagerly and replayed from the same state; the tokens must agree."""
+        self.positions[:rows] = torch.arange(rows, device=self.device) % attend
+        self.tokens[:rows] = torch.arange(rows, device=self.device) % self.model.config.get_text_config().vocab_size
+        self.generated[:rows] = 1
+        self.active[:rows] = True
+        saved = [t.clone() for t in (self.tokens, self.positions, self.generated)]
+        self._step(rows, attend)
+        eager = self.tokens[:rows].clone()
+        for buffer, value in zip((self.tokens, self.positions, self.generated), saved):
+            buffer.copy_(value)
+        self.graphs[(rows, attend)].replay()
+        if not torch.equal(eager, self.tokens[:rows]):
+            raise RuntimeError(f"a replayed step chose other tokens than the eager step ({rows} rows)")
+
+    def _reset_rows(self) -> None:
+        self.active.zero_()
+        self.positions.fill_(self.kv.scratch)
+        self.generated.zero_()
+        self.tokens.zero_()
