@@ -24,6 +24,7 @@ class LoadResult:
     latencies: list[float]
     tokens: int
     labels: dict = field(default_factory=dict)
+    ordered_latencies: list = field(default_factory=list)   # per item, in the items' order (nan for a failure)
 
     @property
     def rps(self) -> float:
@@ -46,9 +47,11 @@ def run(send: Send, items: list, concurrency: int, label: str) -> LoadResult:
     """Send every item once, `concurrency` at a time; show progress on one line."""
     lock, counts = threading.Lock(), {"done": 0, "errors": 0, "tokens": 0}
     latencies, labels = [], {}
+    ordered = [float("nan")] * len(items)
     local = threading.local()
 
-    def one(item) -> None:
+    def one(indexed) -> None:
+        index, item = indexed
         session = getattr(local, "session", None) or requests.Session()
         local.session = session
         started = time.perf_counter()
@@ -62,6 +65,7 @@ def run(send: Send, items: list, concurrency: int, label: str) -> LoadResult:
             labels[answer] = labels.get(answer, 0) + 1
             if ok:
                 latencies.append(elapsed)
+                ordered[index] = elapsed
                 counts["tokens"] += tokens
             else:
                 counts["errors"] += 1
@@ -70,10 +74,10 @@ def run(send: Send, items: list, concurrency: int, label: str) -> LoadResult:
 
     started = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(one, items))
+        list(pool.map(one, enumerate(items)))
     seconds = time.perf_counter() - started
     sys.stderr.write("\n")
-    return LoadResult(len(items), counts["errors"], seconds, latencies, counts["tokens"], labels)
+    return LoadResult(len(items), counts["errors"], seconds, latencies, counts["tokens"], labels, ordered)
 
 
 def post_json(url: str) -> Send:

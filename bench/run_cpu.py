@@ -1,14 +1,18 @@
 """CPU benchmarks on the demo model (`make bench`). Ratios measured side by side in
 one run, alternating the two sides over rounds so machine noise hits both.
 
-1. Batching: throughput and latency at concurrency 1, 4, 8, 16 (32 new tokens per
+1. Engines: ENGINE=continuous against ENGINE=generate, closed loop at concurrency 8,
+   336x336 images, max_tokens drawn from 16 / 64 / 256: throughput, and latency of
+   the short requests (which a static batch holds until its longest row ends).
+2. Batching: throughput and latency at concurrency 1, 4, 8, 16 (32 new tokens per
    request) with batching on (MAX_BATCH_SIZE=8) against MAX_BATCH_SIZE=1.
-2. Gateway overhead: cache-hit throughput through the gateway against a bare Flask
+3. Gateway overhead: cache-hit throughput through the gateway against a bare Flask
    endpoint that only reads the same multipart upload, both under the gateway's
    gunicorn settings (the floor for this stack).
-3. Cache-miss latency through the gateway against straight to the model process.
-4. Decode step: DECODE_MODE=compiled (static KV cache + torch.compile, inductor)
-   against eager: batch-1 decode tokens/s and throughput at concurrency 8.
+4. Cache-miss latency through the gateway against straight to the model process.
+5. The generate engine's decode step: DECODE_MODE=compiled (static KV cache +
+   torch.compile, inductor) against eager: batch-1 decode tokens/s and throughput at
+   concurrency 8.
 
 Writes bench/results/cpu.md and bench/results/cpu-concurrency.png.
 """
@@ -19,6 +23,7 @@ import base64
 import datetime
 import io
 import platform
+import random
 import statistics
 import sys
 import tempfile
@@ -33,6 +38,7 @@ from tests.procs import Proc, free_port, python
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROMPT = "Describe this product photo."
+MIXED_TOKENS = (16, 64, 256)
 
 
 def jpeg(seed: int, width: int = 640, height: int = 480) -> bytes:
@@ -66,6 +72,30 @@ def serve_gunicorn(app: str, env: dict) -> tuple[Proc, str]:
     proc.wait_for(url + "/health/live" if app.startswith("gateway") else url + "/", 200 if app.startswith("gateway") else 404,
                   timeout=60)
     return proc, url
+
+
+def engines(args) -> list[dict]:
+    """ENGINE=continuous vs ENGINE=generate on the same mixed-length load."""
+    print("[engines] starting a continuous and a generate model server", file=sys.stderr)
+    servers = {name: serve_model(8, args.demo_dir, ENGINE=name) for name in ("continuous", "generate")}
+    lengths = random.Random(7).choices(MIXED_TOKENS, k=args.mixed_requests)
+    bodies = [{"image": b64(jpeg(50_000 + i, 336, 336)), "prompt": PROMPT, "max_tokens": n, "min_tokens": n,
+               "temperature": 0} for i, n in enumerate(lengths)]
+    rows = []
+    try:
+        for round_no in range(1, args.rounds + 1):
+            for name, (_, url) in servers.items():
+                result = load.run(load.post_json(url + "/v1/analyze"), bodies, 8,
+                                  f"[engines] round {round_no}, {name}")
+                if result.errors:
+                    raise SystemExit(f"{name}: {result.errors} requests failed: {result.labels}")
+                short = [s for s, n in zip(result.ordered_latencies, lengths) if n == min(MIXED_TOKENS)]
+                rows.append({"engine": name, "round": round_no, "tokens_per_s": result.tokens_per_s, "rps": result.rps,
+                             "p50": result.p50, "short_p50": statistics.median(short)})
+    finally:
+        for proc, _ in servers.values():
+            proc.stop()
+    return rows
 
 
 def batching(args) -> list[dict]:
@@ -135,8 +165,9 @@ def gateway_overhead(args) -> dict:
 def decode_modes(args) -> list[dict]:
     print("[decode] starting an eager and a compiled model server (the compiled one builds its graphs first)",
           file=sys.stderr)
-    servers = {"eager": serve_model(8, args.demo_dir, DECODE_MODE="eager"),
-               "compiled": serve_model(8, args.demo_dir, DECODE_MODE="compiled", COMPILE_MODE="default")}
+    servers = {"eager": serve_model(8, args.demo_dir, ENGINE="generate", DECODE_MODE="eager"),
+               "compiled": serve_model(8, args.demo_dir, ENGINE="generate", DECODE_MODE="compiled",
+                                       COMPILE_MODE="default")}
     rows = []
 
     def body(seed: int, tokens: int) -> dict:
@@ -166,11 +197,31 @@ def decode_modes(args) -> list[dict]:
     return rows
 
 
-def report(batch_rows: list[dict], gateway: dict, decode_rows: list[dict], args, command: str) -> str:
+def engine_lines(engine_rows: list[dict], args) -> list[str]:
+    continuous = [r for r in engine_rows if r["engine"] == "continuous"]
+    generate = [r for r in engine_rows if r["engine"] == "generate"]
+    med = lambda rs, k: statistics.median(r[k] for r in rs)
+    ratio = lambda k: statistics.median(c[k] / g[k] for c, g in zip(continuous, generate))
+    return [f"## Engines: continuous vs generate, concurrency 8, {args.mixed_requests} requests of one 336x336 image, "
+            f"max_tokens drawn from {' / '.join(map(str, MIXED_TOKENS))}, MAX_BATCH_SIZE=8", "",
+            "| measurement | generate | continuous | **continuous / generate** |", "|---|---|---|---|",
+            f"| throughput, generated tokens/s | {med(generate, 'tokens_per_s'):.0f} | {med(continuous, 'tokens_per_s'):.0f} | "
+            f"**{ratio('tokens_per_s'):.2f}x** |",
+            f"| p50 latency, all requests, s | {med(generate, 'p50'):.2f} | {med(continuous, 'p50'):.2f} | "
+            f"**{ratio('p50'):.2f}x** |",
+            f"| p50 latency of the {min(MIXED_TOKENS)}-token requests, s | {med(generate, 'short_p50'):.2f} | "
+            f"{med(continuous, 'short_p50'):.2f} | **{ratio('short_p50'):.2f}x** |", "",
+            "A generate batch runs until its longest row ends, so a 16-token answer batched with a 256-token one "
+            "waits for it; continuous rows leave as they finish and waiting requests take their rows.", ""]
+
+
+def report(engine_rows: list[dict], batch_rows: list[dict], gateway: dict, decode_rows: list[dict], args,
+           command: str) -> str:
     lines = ["# CPU benchmarks (demo model)", "", f"Command: `{command}`  ",
              f"Date: {datetime.datetime.now():%Y-%m-%d %H:%M}, {platform.machine()}, {platform.python_version()}; "
-             f"{args.rounds} alternating round(s) per comparison; the machine is shared, so compare ratios, not absolutes.", "",
-             f"## Batching: {args.tokens} new tokens per request, MAX_BATCH_SIZE=8 vs 1", "",
+             f"{args.rounds} alternating round(s) per comparison; the machine is shared, so compare ratios, not absolutes.", ""]
+    lines += engine_lines(engine_rows, args)
+    lines += [f"## Batching (continuous engine): {args.tokens} new tokens per request, MAX_BATCH_SIZE=8 vs 1", "",
              "| concurrency | batched req/s | unbatched req/s | **ratio** | batched p50 / p95 s | unbatched p50 / p95 s |",
              "|---|---|---|---|---|---|"]
     for concurrency in args.concurrency:
@@ -194,7 +245,7 @@ def report(batch_rows: list[dict], gateway: dict, decode_rows: list[dict], args,
     compiled = [r for r in decode_rows if r["mode"] == "compiled"]
     med = lambda rs, k: statistics.median(r[k] for r in rs)
     ratio = lambda k: statistics.median(c[k] / e[k] for c, e in zip(compiled, eager))
-    lines += ["## Decode step: compiled (static KV cache + torch.compile, inductor) vs eager", "",
+    lines += ["## The generate engine's decode step: compiled (static KV cache + torch.compile, inductor) vs eager", "",
               "| measurement | eager | compiled | **ratio** |", "|---|---|---|---|",
               f"| decode at batch 1, tokens/s ({args.decode_tokens} vs 1 new tokens, median of 5 each) | "
               f"{med(eager, 'decode'):.0f} | {med(compiled, 'decode'):.0f} | **{ratio('decode'):.2f}x** |",
@@ -232,6 +283,8 @@ def plot(batch_rows: list[dict], args, path: Path) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mixed-requests", type=int, default=48, help="requests per engine round (mixed max_tokens)")
+    parser.add_argument("--only", choices=["engines"], help="run only the engine comparison")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8, 16])
     parser.add_argument("--requests", type=int, default=24, help="requests per batching run (at least 3 x concurrency)")
     parser.add_argument("--tokens", type=int, default=32, help="new tokens per request in the batching runs")
@@ -242,11 +295,15 @@ def main(argv=None) -> int:
     parser.add_argument("--demo-dir", default=str(Path.home() / ".cache" / "llava-service" / "demo-model-v1"))
     args = parser.parse_args(argv)
     command = ("python -m bench.run_cpu " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
+    engine_rows = engines(args)
+    if args.only == "engines":
+        print("\n".join(engine_lines(engine_rows, args)))
+        return 0
     batch_rows = batching(args)
     gateway = gateway_overhead(args)
     decode_rows = decode_modes(args)
     RESULTS.mkdir(exist_ok=True)
-    table = report(batch_rows, gateway, decode_rows, args, command)
+    table = report(engine_rows, batch_rows, gateway, decode_rows, args, command)
     (RESULTS / "cpu.md").write_text(table)
     plot(batch_rows, args, RESULTS / "cpu-concurrency.png")
     print(table)

@@ -130,15 +130,77 @@ def test_a_client_that_leaves_a_stream_frees_its_slot(server):
     assert _metric(server, "llava_model_generation_tokens_total") - before < 1000
 
 
-def test_concurrent_requests_are_batched(server):
-    count_before = _metric(server, "llava_model_batch_size_count")
-    sum_before = _metric(server, "llava_model_batch_size_sum")
+def test_concurrent_requests_decode_together(server):
+    steps_before = _metric(server, "llava_model_batch_size_count")
+    alone_before = _metric(server, 'llava_model_batch_size_bucket{le="1.0"}')
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         responses = list(pool.map(lambda i: analyze(server, max_tokens=16, image=images.b64(images.jpeg(seed=i))), range(8)))
     assert [r.status_code for r in responses] == [200] * 8
-    batches = _metric(server, "llava_model_batch_size_count") - count_before
-    assert _metric(server, "llava_model_batch_size_sum") - sum_before == 8
-    assert batches < 8  # some of them shared a generate call
+    steps = _metric(server, "llava_model_batch_size_count") - steps_before
+    alone = _metric(server, 'llava_model_batch_size_bucket{le="1.0"}') - alone_before
+    assert steps - alone > 0  # some decode steps ran several rows
+    assert steps < 8 * 16  # fewer steps than one per token of each request
+
+
+def test_health_names_the_engine_and_its_rows(server):
+    health = requests.get(server + "/health", timeout=5).json()
+    assert health["engine"] == "continuous" and health["rows"] == 32  # MAX_BATCH_SIZE's default caps the rows
+    assert health["maxModelLen"] == health["contextLength"] == 4096
+    assert health["cudaGraphs"] == "off" and health["decode"] == "eager"  # no CUDA here
+    text = requests.get(server + "/metrics", timeout=5).text
+    for name in ("llava_model_kv_slots 32.0", "llava_model_rows_free", "llava_model_kv_slots_used",
+                 "llava_model_decode_step_seconds_bucket", "llava_model_prefill_seconds_bucket",
+                 "llava_model_decode_tokens_per_second", "llava_model_cuda_graphs 0.0",
+                 "llava_model_cuda_graph_capture_failed 0.0"):
+        assert name in text, name
+
+
+def test_stop_seed_and_response_format_over_http(server):
+    free = requests.post(server + "/v1/chat/completions", json=chat_body(max_tokens=30), timeout=60).json()
+    text = free["choices"][0]["message"]["content"]
+    stop = text.split()[len(text.split()) // 2]
+    stopped = requests.post(server + "/v1/chat/completions", json=chat_body(max_tokens=30, stop=[stop]), timeout=60)
+    assert stopped.status_code == 200, stopped.text
+    assert stopped.json()["choices"][0]["message"]["content"] == text[:text.find(stop)]
+    assert stopped.json()["choices"][0]["finish_reason"] == "stop"
+
+    def sampled(seed):
+        body = chat_body(temperature=1.0, seed=seed, max_tokens=20)
+        return requests.post(server + "/v1/chat/completions", json=body, timeout=60).json()["choices"][0]["message"]
+    assert sampled(7) == sampled(7) != sampled(8)
+
+    as_text = requests.post(server + "/v1/chat/completions", json=chat_body(response_format={"type": "text"}), timeout=60)
+    assert as_text.status_code == 200
+    as_json = requests.post(server + "/v1/chat/completions", json=chat_body(response_format={"type": "json_object"}),
+                            timeout=60)
+    assert as_json.status_code == 400 and as_json.json()["error"]["param"] == "response_format"
+    too_many = requests.post(server + "/v1/chat/completions", json=chat_body(stop=["a", "b", "c", "d", "e"]), timeout=60)
+    assert too_many.status_code == 400 and too_many.json()["error"]["param"] == "stop"
+
+
+def test_the_generate_engine_serves_the_same_answers(server, demo_model_dir):
+    proc, url = start_server(demo_model_dir, ENGINE="generate")
+    with proc:
+        proc.wait_for(url + "/health", 200, timeout=90)
+        health = requests.get(url + "/health", timeout=5).json()
+        assert health["engine"] == "generate" and health["decode"] == "eager"
+        for body in (chat_body(), chat_body(max_tokens=12, stop=["o"])):
+            answers = [requests.post(u + "/v1/chat/completions", json=body, timeout=60).json() for u in (server, url)]
+            assert answers[0]["choices"] == answers[1]["choices"]
+
+
+def test_the_request_id_and_traceparent_reach_the_log(demo_model_dir):
+    proc, url = start_server(demo_model_dir)
+    trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    with proc:
+        proc.wait_for(url + "/health", 200, timeout=90)
+        answer = requests.post(url + "/v1/analyze", timeout=60,
+                               headers={"X-Request-ID": "abc <script> [x]", "traceparent": trace},
+                               json={"image": images.b64(images.jpeg()), "prompt": "What is in this picture?",
+                                     "max_tokens": 2})
+        assert answer.status_code == 200
+    line = next(line for line in proc.output().splitlines() if "POST /v1/analyze" in line)
+    assert "[abcscriptx]" in line and f"traceparent={trace}" in line  # only id-safe characters reach the log
 
 
 @pytest.mark.parametrize("method,path,body,status,code", [
