@@ -71,7 +71,14 @@ BAD_CHAT = [
     ("bad role", {"messages": [{"role": "robot", "content": "hi"}]}, "role must be"),
     ("last not user", {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}, "last message"),
     ("n=2", chat("hi", n=2), "only n=1"),
-    ("stop unsupported", chat("hi", stop=["\n"]), "stop is not supported"),
+    ("too many stops", chat("hi", stop=["a", "b", "c", "d", "e"]), "at most 4 are allowed"),
+    ("empty stop string", chat("hi", stop=["a", ""]), "stop must be a non-empty string"),
+    ("stop of the wrong type", chat("hi", stop=7), "stop must be a non-empty string"),
+    ("json response format", chat("hi", response_format={"type": "json_object"}), "not supported yet"),
+    ("unknown response format", chat("hi", response_format={"type": "xml"}), "whose type is text"),
+    ("seed not an integer", chat("hi", seed="lucky"), "seed must be an integer"),
+    ("seed out of range", chat("hi", seed=2 ** 64), "seed must be between"),
+    ("top_k out of range", chat("hi", top_k=-2), "top_k must be between"),
     ("remote url", chat([image_part("http://10.0.0.1/cat.jpg"), {"type": "text", "text": "hi"}]), "does not fetch remote"),
     ("bad data url", chat([image_part("data:image/png,rawbytes")]), "data URL"),
     ("unknown part", chat([{"type": "audio", "audio": "..."}]), "must be text or image_url"),
@@ -156,10 +163,10 @@ def test_settings_report_every_bad_value_at_once():
     for fragment in ("MAX_BATCH_SIZE='0': must be >= 1", "MODEL_PORT='http': expected a whole number",
                      "DEVICE='tpu': expected one of auto, cuda, cpu", "MAX_BATCH_WAIT_MS='nan': expected a finite number"):
         assert fragment in message
-    assert ModelSettings.from_env({}).max_batch_size == 8
+    assert ModelSettings.from_env({}).max_batch_size == 32
 
 
 def test_settings_that_contradict_each_other_are_refused():
     with pytest.raises(SettingsError) as bad:
         ModelSettings.from_env({"MAX_QUEUE": "500", "HTTP_THREADS": "100"})
-    assert "HTTP_THREADS (100) must be at least MAX_QUEUE + MAX_BATCH_SIZE + 4 (512)" in str(bad.value)
+    assert "HTTP_THREADS (100) must be at least MAX_QUEUE + MAX_BATCH_SIZE + 4 (536)" in str(bad.value)
