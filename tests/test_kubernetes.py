@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from gateway import statuses as gateway_statuses
 from gateway.settings import GatewaySettings
 from llava_common.settings import load
 from llava_runtime.settings import ModelSettings
@@ -522,3 +523,42 @@ def test_the_gpu_overlay_serves_the_7b_model():
     c = container(render("gpu"), "llava-model")
     assert role(c) == "llava_server.py"
     assert settings_of(c).model_path == "llava-hf/llava-v1.6-vicuna-7b-hf"
+
+
+# ---------------------------------------------------------------- docs/kubernetes.md
+
+DOC = ROOT / "docs" / "kubernetes.md"
+USER_MADE = ("deploy/kubernetes/my-cluster",)  # the reader's own overlay, made in the walkthrough
+
+
+def test_the_guide_applies_every_overlay_and_names_only_real_paths_and_settings():
+    text = DOC.read_text()
+    for name in OVERLAYS:
+        assert f"kubectl apply -k deploy/kubernetes/{name}" in text
+    for path in set(re.findall(r"deploy/kubernetes/[\w./-]*\w", text)):
+        assert (ROOT / path).exists() or path.startswith(USER_MADE), path
+    for path in set(re.findall(r"`((?:base|operators|gpu|cpu-demo|vllm)/[\w./-]+\.ya?ml)`", text)):
+        assert (K8S / path).exists(), path
+    for path in set(re.findall(r"`((?:gateway|tests|llava_runtime)/[\w./]+\.py)`", text)):
+        assert (ROOT / path).exists(), path
+    known = {f.metadata["env"] for classes in ROLES.values() for cls in classes for f in dataclasses.fields(cls)}
+    statuses = {v for k, v in vars(gateway_statuses).items() if k.isupper() and isinstance(v, str)}
+    named = set(re.findall(r"`([A-Z][A-Z_]{3,})(?:=[^`]*)?`", text)) - statuses
+    assert named - known - set(LIBRARY_ENV) == set()
+    assert "](docs/kubernetes.md)" in (ROOT / "README.md").read_text()
+
+
+def test_the_guide_states_the_numbers_the_manifests_use():
+    text = DOC.read_text()
+    gpu, vllm = render("gpu"), render("vllm")
+    hpa = one(gpu, "HorizontalPodAutoscaler", "llava-gateway")["spec"]
+    assert f"{hpa['minReplicas']} to {hpa['maxReplicas']} gateway pods at " \
+           f"{hpa['metrics'][0]['resource']['target']['averageUtilization']} % CPU" in text
+    scaled = one(gpu, "ScaledObject", "llava-model")["spec"]
+    assert f"{scaled['minReplicaCount']} to {scaled['maxReplicaCount']} model replicas" in text
+    assert f"`maxReplicaCount: {scaled['maxReplicaCount']}`" in text
+    for kind, name in (("Deployment", "llava-gateway"), ("StatefulSet", "llava-model")):
+        grace = one(gpu, kind, name)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        assert f"the grace period is {grace} s" in text
+    assert f"`{container(vllm, 'llava-model')['image']}`" in text
+    assert f"`startupProbe.failureThreshold`" in text and f"({startup_budget_s(container(gpu, 'llava-model')) // 60} minutes" in text
