@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install test bench bench-gpu clean demo run chaos
+.PHONY: install test bench bench-gpu clean demo run chaos k8s-rules
 
 install: $(STAMP)
 
@@ -37,6 +37,10 @@ bench-gpu: install
 # Load and fault suite against the demo stack (~5 min); writes chaos/RESULTS.md.
 chaos: install
 	$(PY) -m chaos.run
+
+# deploy/kubernetes/operators/prometheus-rule.yaml from deploy/prometheus/alerts.yml (make test checks it).
+k8s-rules: install
+	$(PY) deploy/kubernetes/generate_rules.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache bench/results/*.tmp

@@ -34,7 +34,7 @@ class Parts:
     analyzer: Analyzer
 
 
-def create_app(settings: GatewaySettings, clock=time.monotonic) -> Flask:
+def create_app(settings: GatewaySettings, clock=time.monotonic, resolver=None) -> Flask:
     from .api import bp
     from .openai_api import bp as openai_bp
     from .openapi import bp as openapi_bp
@@ -43,7 +43,7 @@ def create_app(settings: GatewaySettings, clock=time.monotonic) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + FORM_OVERHEAD_BYTES
     app.json.sort_keys = False
     metrics = Metrics()
-    upstream = Upstream(settings, metrics, clock)
+    upstream = Upstream(settings, metrics, clock, resolver)  # resolver: DNS for MODEL_URL names (tests fake it)
     analyzer = Analyzer(settings, build_cache(settings, metrics, clock), upstream,
                         Admission(settings.max_in_flight, metrics), metrics)
     app.extensions["gateway"] = Parts(settings, metrics, upstream, analyzer)

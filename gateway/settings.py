@@ -69,6 +69,10 @@ class GatewaySettings:
                                     "Longest wait for the model's answer (covers 1024 tokens of 7B generation)")
     health_interval_s: float = setting("UPSTREAM_HEALTH_INTERVAL_SECONDS", 2.0, number(0.05, 600),
                                        "How long a replica's readiness (GET /health) is trusted before it is checked again")
+    discovery_interval_s: float = setting("MODEL_DISCOVERY_INTERVAL_SECONDS", 0.0, number(0, 3600),
+                                          "When above 0, each http:// MODEL_URL whose host is a DNS name (a Kubernetes "
+                                          "headless Service) stands for every address it resolves to, one replica each, "
+                                          "re-resolved this often; 0 = use the URLs as they are")
     upstream_model: str = setting("UPSTREAM_MODEL", "", text,
                                   "`model` sent upstream (empty = the upstream's default model); also part of the cache key")
     breaker_fail_max: int = setting("BREAKER_FAIL_MAX", 5, integer(1, 10_000),

@@ -26,6 +26,8 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
+from .discovery import Discovery
+
 log = logging.getLogger(__name__)
 
 # Failure kinds: the label values of llava_upstream_errors_total.
@@ -35,6 +37,8 @@ CONNECTION, TIMEOUT, SERVER_ERROR, BAD_RESPONSE, BREAKER_OPEN, NOT_READY = (
 HEALTH_TIMEOUT_S = 1.0
 # How long the upstream's model list (GET /v1/models) is trusted.
 MODELS_TTL_S = 60.0
+# Connection pools kept, one per replica address (DNS discovery may find many).
+HOST_POOLS = 32
 
 
 def _never_connected(exc: requests.ConnectionError) -> bool:
@@ -151,17 +155,24 @@ class Replica:
 
 
 class Upstream:
-    def __init__(self, settings, metrics, clock=time.monotonic):
+    def __init__(self, settings, metrics, clock=time.monotonic, resolver=None):
         self.settings, self.metrics, self.clock = settings, metrics, clock
-        self.replicas = [Replica(url, settings, metrics) for url in settings.model_urls]
+        self.discovery = Discovery(settings.model_urls, settings.discovery_interval_s,
+                                   lambda url: Replica(url, settings, metrics), resolver, clock)
         self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=len(self.replicas), pool_maxsize=max(10, settings.threads),
+        adapter = HTTPAdapter(pool_connections=max(HOST_POOLS, len(settings.model_urls)),
+                              pool_maxsize=max(10, settings.threads),
                               max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self._lock = threading.Lock()
         self._models: tuple[str, ...] = ()
         self._models_at = float("-inf")
+
+    @property
+    def replicas(self) -> tuple[Replica, ...]:
+        """MODEL_URL's replicas, names re-resolved when due (gateway/discovery.py)."""
+        return self.discovery.replicas()
 
     # ------------------------------------------------------------------ readiness
 
