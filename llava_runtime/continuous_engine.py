@@ -65,9 +65,9 @@ class ContinuousEngine:
 
     # ------------------------------------------------------------ start-up
 
-    def prepare(self, on_progress=None) -> None:
-        """Size and allocate the KV slots, then capture the decode step (CUDA).
-        Raises BootError when not even one row fits."""
+    def prepare(self, on_progress=None, capture: bool | None = None) -> None:
+        """Size and allocate the KV slots, then capture the decode step (by default on
+        CUDA with CUDA_GRAPHS on). Raises BootError when not even one row fits."""
         with torch.inference_mode():
             rows = self._rows_that_fit()
             self.runner.allocate(rows)
@@ -76,7 +76,7 @@ class ContinuousEngine:
                      "MAX_BATCH_SIZE" if rows == self.settings.max_batch_size else "memory")
             self.metrics.kv_slots.set(rows)
             self.metrics.rows_free.set(rows)
-            if self.runner.cuda and self.settings.cuda_graphs:
+            if capture if capture is not None else (self.runner.cuda and self.settings.cuda_graphs):
                 if on_progress:
                     on_progress(f"capturing CUDA graphs of the decode step ({len(self.runner.shapes())} shapes)")
                 self.runner.capture(on_progress)

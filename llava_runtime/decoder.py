@@ -106,8 +106,10 @@ class SlotDecoder:
         embeds = self.embed(ids)
         if prepared.pixel_values is not None:
             llava = self.model.model
+            # image_sizes stays on the host: LLaVA-NeXT reads it for shapes, and a device
+            # copy would make each read a sync with the decode step in flight.
             features = llava.get_image_features(prepared.pixel_values.to(self.device, self.dtype),
-                                                prepared.image_sizes.to(self.device), return_dict=True).pooler_output
+                                                prepared.image_sizes, return_dict=True).pooler_output
             features = torch.cat(features, dim=0).to(embeds.dtype)
             places = (ids == llava.config.image_token_id).unsqueeze(-1)
             embeds = embeds.masked_scatter(places, features)

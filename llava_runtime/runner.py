@@ -213,14 +213,12 @@ class Runner:
             pool = None
             for done, shape in enumerate(shapes):
                 self._step(*shape)  # warm: lazy initialisation (cuBLAS, kernels) must not happen in capture
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph, pool=pool):
-                    self._step(*shape)
+                graph = self.record(shape, pool)
                 pool = pool or graph.pool()
                 self.graphs[shape] = graph
                 if on_progress and (done + 1) % 16 == 0:
                     on_progress(f"capturing CUDA graphs: {done + 1}/{len(shapes)}")
-            torch.cuda.synchronize(self.device)
+            self._sync()
             for rows in sorted({rows for rows, _ in shapes}):
                 self._check_replay(rows, kv_slots.attention_length(self.length, self.length))
         except Exception as exc:  # capture is an optimisation: never a reason not to serve
@@ -228,13 +226,25 @@ class Runner:
             self.graph_state = GRAPHS_FAILED
             self.graph_error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
             log.error("CUDA graph capture failed; decoding uncaptured (slower): %s", self.graph_error, exc_info=True)
-            torch.cuda.synchronize(self.device)
+            self._sync()
         else:
             self.graph_state = GRAPHS_CAPTURED
             log.info("captured %d CUDA graphs of the decode step (%d rows buckets x %d attention lengths)",
                      len(self.graphs), len({r for r, _ in shapes}), len({a for _, a in shapes}))
         finally:
             self._reset_rows()
+
+    def record(self, shape: tuple[int, int], pool):
+        """Capture the step at `shape` into a CUDA graph sharing `pool` (tests replace this
+        on the CPU to run the capture logic without CUDA)."""
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=pool):
+            self._step(*shape)
+        return graph
+
+    def _sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
 
     def _check_replay(self, rows: int, attend: int) -> None:
         """Run one step eagerly and replayed from the same state; the tokens must agree."""

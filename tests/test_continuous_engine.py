@@ -7,10 +7,12 @@ import time
 import pytest
 
 from llava_runtime import kv_slots
+from llava_runtime.continuous_engine import ContinuousEngine
 from llava_runtime.errors import ApiError
 from llava_runtime.faults import Faults
 from llava_runtime.inputs import Limits, parse_chat, prepare
 from llava_runtime.loader import BootError
+from llava_runtime.metrics import ModelMetrics
 from tests import images
 from tests.test_engine import SIZES, build, prepared_for, wait_idle
 
@@ -242,3 +244,68 @@ def test_a_request_that_could_never_fit_a_row_is_refused_up_front(model_settings
         assert "2048" in refused.value.message
     finally:
         service.engine.start().stop(grace_s=1)
+
+
+# ------------------------------------------------------------------ CUDA-graph logic, on the CPU
+
+class ReplayedStep:
+    """Stands in for a captured CUDA graph: replaying runs the recorded step again, so
+    the capture loop, the replay check and the dispatch by shape run without CUDA."""
+    replays = 0
+
+    def __init__(self, runner, shape, broken=False):
+        self.runner, self.shape, self.broken = runner, shape, broken
+
+    def replay(self):
+        ReplayedStep.replays += 1
+        if not self.broken:  # a broken graph "replays" without doing the work
+            self.runner._step(*self.shape)
+
+    def pool(self):
+        return "shared pool"
+
+
+def captured_engine(loaded, model_settings, make_graph, **overrides):
+    """A continuous engine whose decode step is "captured" by `make_graph(runner, shape, pool)`."""
+    engine = ContinuousEngine(loaded, dataclasses.replace(model_settings, **overrides), ModelMetrics())
+    engine.runner.pad_rows = True
+    engine.runner.record = lambda shape, pool: make_graph(engine.runner, shape, pool)
+    engine.prepare(capture=True)
+    return engine.start()
+
+
+@pytest.mark.parametrize("fault", [None, "capture raises", "replay disagrees"])
+def test_cuda_graph_capture_and_its_fallbacks(loaded_demo, model_settings, reference, fault):
+    seen = []
+
+    def make_graph(runner, shape, pool):
+        seen.append((shape, pool))
+        if fault == "capture raises" and len(seen) == 3:
+            raise RuntimeError("operation not permitted when stream is capturing")
+        return ReplayedStep(runner, shape, broken=fault == "replay disagrees")
+
+    engine = captured_engine(loaded_demo, model_settings, make_graph, max_batch_size=5)
+    try:
+        runner = engine.runner
+        shapes = runner.shapes()
+        assert {rows for rows, _ in shapes} == {1, 2, 4, 5} and len({a for _, a in shapes}) == 16
+        assert shapes[0] == (5, 4096)  # largest first: later captures reuse its pool
+        assert seen[0][1] is None and all(pool == "shared pool" for _, pool in seen[1:])
+        value = engine.metrics.registry.get_sample_value
+        if fault is None:
+            assert runner.graph_state == "captured" and len(runner.graphs) == len(shapes)
+            assert value("llava_model_cuda_graphs") == len(shapes)
+            assert engine.decode_mode == "cuda-graphs" and engine.describe()["cudaGraphs"] == "captured"
+        else:
+            assert runner.graph_state == "failed" and not runner.graphs
+            assert value("llava_model_cuda_graph_capture_failed") == 1 and value("llava_model_cuda_graphs") == 0
+            assert engine.decode_mode == "eager"
+        assert int(runner.active.sum()) == 0  # capture and its check leave no row active
+        items = [prepared_for(loaded_demo, model_settings, SIZES[i], seed=i, max_tokens=(20, 6, 33)[i % 3])
+                 for i in range(6)]
+        before = ReplayedStep.replays
+        got = [job.result(timeout=120) for job in submit_all(engine, items)]
+        assert same(got, reference(items))  # through the "graphs", or uncaptured after a failure
+        assert (ReplayedStep.replays > before) == (fault is None)
+    finally:
+        engine.stop(grace_s=5)
