@@ -272,7 +272,8 @@ class ContinuousEngine:
                 start_event = torch.cuda.Event(enable_timing=True)
                 start_event.record()
             longest = max(job.kv_len for job in jobs) + 1
-            padded, attend = self.runner.decode(len(jobs), longest)
+            sampled = any(job.params.temperature > 0 for job in jobs)
+            padded, attend = self.runner.decode(len(jobs), longest, sampled)
         except Exception as exc:
             self._fail(jobs, exc, "decode")
             return

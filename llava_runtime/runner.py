@@ -173,24 +173,26 @@ class Runner:
             return rows
         return next((b for b in ROW_BUCKETS if b >= rows and b <= self.rows), self.rows)
 
-    def decode(self, rows: int, longest: int) -> tuple[int, int]:
+    def decode(self, rows: int, longest: int, sampled: bool = True) -> tuple[int, int]:
         """Launch one decode step for rows [0, rows) whose longest will hold `longest`
-        positions after it. Returns the (rows, attention length) it ran at."""
+        positions after it. Returns the (rows, attention length) it ran at. `sampled`
+        False (no row samples) lets an uncaptured step skip the sampling arithmetic;
+        a captured step always carries it."""
         shape = (self.padded(rows), kv_slots.attention_length(longest, self.length))
         graph = self.graphs.get(shape)
         if graph is not None:
             graph.replay()
         else:
-            self._step(*shape)
+            self._step(*shape, sampled=sampled)
         return shape
 
-    def _step(self, rows: int, attend: int) -> None:
+    def _step(self, rows: int, attend: int, sampled: bool = True) -> None:
         """One decode step over rows [0, rows), attention over the first `attend`
         positions of each slot. Only device work on preallocated buffers: capturable."""
         tokens, positions, generated = self.tokens[:rows], self.positions[:rows], self.generated[:rows]
         hidden = self.decoder.embed(tokens).unsqueeze(1)
         hidden = self.decoder.forward(hidden, positions.unsqueeze(1), self.kv, 0, attend)
-        chosen = sampling.choose(self.decoder.logits(hidden), generated, self.params.rows(rows), self.eos)
+        chosen = sampling.choose(self.decoder.logits(hidden), generated, self.params.rows(rows), self.eos, sampled)
         active = self.active[:rows]
         tokens.copy_(torch.where(active, chosen, tokens))
         advance = active.to(torch.int64)

@@ -83,10 +83,14 @@ def suppress_eos(logits: torch.Tensor, generated: torch.Tensor, params: RowParam
     return logits
 
 
-def choose(logits: torch.Tensor, generated: torch.Tensor, params: RowParams, eos_ids: torch.Tensor) -> torch.Tensor:
+def choose(logits: torch.Tensor, generated: torch.Tensor, params: RowParams, eos_ids: torch.Tensor,
+           sampled: bool = True) -> torch.Tensor:
     """The next token of every row: logits (rows, vocab); `generated` (rows,) counts the
-    tokens each row already has (it indexes the noise and gates min_tokens)."""
+    tokens each row already has (it indexes the noise and gates min_tokens). `sampled`
+    False promises that every row is greedy (the caller knows; no device check)."""
     logits = suppress_eos(logits.float(), generated, params, eos_ids)
+    if not sampled:
+        return logits.argmax(dim=-1)
     return torch.where(params.temperature > 0, sample(logits, generated, params), logits.argmax(dim=-1))
 
 
