@@ -31,8 +31,11 @@ from .sampling import RowParams
 
 log = logging.getLogger(__name__)
 # Rows buckets the decode step is captured for (up to the number of slots, which is
-# always one too): finer than powers of two past 8, where padding rows cost most.
-ROW_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+# always one too). A padding row reads a whole slot in attention, so buckets are
+# dense: every count to 8, then steps of at most a quarter, which keeps a step's
+# reads within ~1.25x of what its rows hold (llava_model_attention_read_ratio).
+ROW_BUCKETS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192,
+               224, 256)
 _READ_BUFFERS = 8     # pinned host buffers in rotation (the engine keeps at most 3 reads pending)
 
 GRAPHS_OFF, GRAPHS_CAPTURED, GRAPHS_FAILED = "off", "captured", "failed"
