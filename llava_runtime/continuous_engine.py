@@ -140,8 +140,8 @@ class ContinuousEngine:
         """Rows join between any two steps: nothing waits for requests being prepared."""
         return contextlib.nullcontext()
 
-    def submit(self, prepared, params, request_id: str, stream: bool = False) -> Job:
-        job = Job(prepared, params, request_id, stream, self.tokenizer, self.eos_ids)
+    def submit(self, prepared, params, request_id: str, stream: bool = False, constraint=None) -> Job:
+        job = Job(prepared, params, request_id, stream, self.tokenizer, self.eos_ids, constraint)
         with self._cond:
             if self._stopping:
                 raise ApiError("shutting_down", "the model process is shutting down; retry on another replica")
@@ -204,8 +204,10 @@ class ContinuousEngine:
             if self.scheduler.running:
                 self._decode(pending)
                 launched = True
-            # Keep the newest decode in flight while another will follow it.
-            keep = 1 if self.scheduler.running and pending and pending[-1].decode else 0
+            # Keep the newest decode in flight while another will follow it; not while a
+            # row has a grammar: its next mask needs the token this step chooses.
+            constrained = any(job.constraint is not None for job in self.scheduler.running)
+            keep = 1 if self.scheduler.running and pending and pending[-1].decode and not constrained else 0
             while len(pending) > keep:
                 self._deliver(pending.popleft())
             self._update_gauges()
@@ -243,7 +245,10 @@ class ContinuousEngine:
                     self.faults.before_generate(1, stage="prefill")
                 self.runner.begin_row(chunk.row, job.params, row_seed(job.params))
                 self._embeds[job] = self.runner.embeddings(job.prepared)
-            self.runner.prefill(chunk.row, self._embeds[job], chunk.start, chunk.end, chunk.last)
+            if chunk.last and job.constraint is not None:
+                self.runner.set_mask(chunk.row, job.constraint)
+            self.runner.prefill(chunk.row, self._embeds[job], chunk.start, chunk.end, chunk.last,
+                                constrained=job.constraint is not None)
         except Exception as exc:
             self._fail([job], exc, "prefill")
             return
@@ -252,7 +257,14 @@ class ContinuousEngine:
             return
         del self._embeds[job]
         job.launched, job.kv_len, job.batch_size = 1, job.prepared.prompt_tokens, len(self.scheduler.running) + 1
-        pending.append(self.runner.read(slice(chunk.row, chunk.row + 1), [job], time.monotonic(), decode=False))
+        first = self.runner.read(slice(chunk.row, chunk.row + 1), [job], time.monotonic(), decode=False)
+        if job.constraint is None:
+            pending.append(first)
+        else:  # its grammar must see the first token before the mask of its first decode step
+            self._deliver(first)
+            if job.done:
+                return
+            self.runner.set_mask(chunk.row, job.constraint)
         if job.params.max_tokens <= 1:
             self._leave(job)
             return
@@ -273,7 +285,8 @@ class ContinuousEngine:
                 start_event.record()
             longest = max(job.kv_len for job in jobs) + 1
             sampled = any(job.params.temperature > 0 for job in jobs)
-            padded, attend = self.runner.decode(len(jobs), longest, sampled)
+            constrained = any(job.constraint is not None for job in jobs)
+            padded, attend = self.runner.decode(len(jobs), longest, sampled, constrained)
         except Exception as exc:
             self._fail(jobs, exc, "decode")
             return
@@ -301,6 +314,8 @@ class ContinuousEngine:
             first = job.first_token_at is None
             job.on_token(token, now)
             delivered += 1
+            if job.constraint is not None and not job.done and job in self.scheduler.running:
+                self.runner.set_mask(self.scheduler.running.index(job), job.constraint)
             if first and job.first_token_at is not None:
                 self.metrics.ttft.observe(job.first_token_at - job.arrived)
                 self.metrics.prefill.observe(job.first_token_at - job.started)

@@ -36,6 +36,7 @@ from transformers.generation.streamers import BaseStreamer
 from . import decode, sampling
 from .errors import ApiError
 from .inputs import Prepared, SamplingParams
+from .grammar import bitmask_words
 from .jobs import Job, eos_token_ids
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,8 @@ log = logging.getLogger(__name__)
 
 class RowSampler(LogitsProcessor):
     def __init__(self, jobs: list[Job], prompt_length: int, eos_ids: list[int], device):
-        self.prompt_length = prompt_length
+        self.jobs, self.prompt_length = jobs, prompt_length
+        self.constrained = [i for i, j in enumerate(jobs) if j.constraint is not None]
         self.eos_ids = torch.tensor(eos_ids, device=device)
         self.params = sampling.RowParams.of([j.params for j in jobs], [sampling.row_seed(j.params) for j in jobs], device)
         self.most_min_tokens = max(j.params.min_tokens for j in jobs)
@@ -51,6 +53,12 @@ class RowSampler(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         generated = input_ids.shape[1] - self.prompt_length
+        if self.constrained:  # the streamer has handed each job its last token: its grammar is up to date
+            masks = torch.full((scores.shape[0], bitmask_words(scores.shape[1])), -1, dtype=torch.int32)
+            for i in self.constrained:
+                if not self.jobs[i].done:
+                    self.jobs[i].constraint.fill(masks[i])
+            scores = sampling.apply_bitmask(scores, masks.to(scores.device))
         if generated >= self.most_min_tokens and not self.any_sampled:  # decided on the host: no device sync
             return scores
         counts = torch.full((scores.shape[0],), generated, dtype=torch.int64, device=scores.device)
@@ -154,8 +162,9 @@ class GenerateEngine:
                 self._preparing -= 1
                 self._cond.notify_all()
 
-    def submit(self, prepared: Prepared, params: SamplingParams, request_id: str, stream: bool = False) -> Job:
-        job = Job(prepared, params, request_id, stream, self.tokenizer, self.eos_ids)
+    def submit(self, prepared: Prepared, params: SamplingParams, request_id: str, stream: bool = False,
+               constraint=None) -> Job:
+        job = Job(prepared, params, request_id, stream, self.tokenizer, self.eos_ids, constraint)
         with self._cond:
             if self._stopping:
                 raise ApiError("shutting_down", "the model process is shutting down; retry on another replica")

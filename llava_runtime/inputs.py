@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageOps
 
 from llava_common import params
+from llava_common.schemas import SchemaError, StructuredOutput, parse_response_format
 
 from .errors import ApiError
 
@@ -43,6 +44,7 @@ class SamplingParams:
     top_k: int = params.TOP_K_DEFAULT  # 0 or -1 = off
     seed: int | None = None            # the same seed gives the same answer, alone or in a batch
     stop: tuple[str, ...] = ()         # the answer ends before the first of these strings
+    response_format: StructuredOutput | None = None   # JSON that follows a schema (grammar.py)
 
 
 @dataclass
@@ -192,7 +194,11 @@ def _params(body: dict, limits: Limits, default_temperature: float) -> SamplingP
     if min_tokens > max_tokens:
         raise ApiError("invalid_request", f"min_tokens ({min_tokens}) must not exceed {name} ({max_tokens})", "min_tokens")
     seed = body.get("seed")
-    return SamplingParams(max_tokens=max_tokens, min_tokens=min_tokens,
+    response_format = _response_format(body.get("response_format"))
+    if response_format is not None and min_tokens:
+        raise ApiError("invalid_request", "min_tokens cannot be combined with a JSON response_format (the schema "
+                       "decides where the answer ends)", "min_tokens")
+    return SamplingParams(max_tokens=max_tokens, min_tokens=min_tokens, response_format=response_format,
                           temperature=_float(body, "temperature", default_temperature, *params.TEMPERATURE_RANGE),
                           top_p=_float(body, "top_p", params.TOP_P_DEFAULT, 0.0, 1.0, lo_open=True),
                           top_k=_int(body, "top_k", params.TOP_K_DEFAULT, *params.TOP_K_RANGE),
@@ -215,17 +221,12 @@ def _stop(value: object) -> tuple[str, ...]:
     return tuple(dict.fromkeys(values))
 
 
-def _response_format(value: object) -> None:
-    """Only free text for now: a JSON response format is refused, never silently ignored."""
-    if value is None:
-        return
-    kind = value.get("type") if isinstance(value, dict) else None
-    if kind == "text":
-        return
-    if kind in ("json_object", "json_schema"):
-        raise ApiError("invalid_request", f"response_format {kind} is not supported yet; only {{\"type\": \"text\"}}",
-                       "response_format")
-    raise ApiError("invalid_request", "response_format must be an object whose type is text", "response_format")
+def _response_format(value: object) -> StructuredOutput | None:
+    """OpenAI's response_format: text (None), json_object or json_schema (llava_common/schemas.py)."""
+    try:
+        return parse_response_format(value)
+    except SchemaError as error:
+        raise ApiError("invalid_request", str(error), error.param) from None
 
 
 def _check_text_budget(texts: list[str], limits: Limits) -> None:
@@ -255,7 +256,6 @@ def parse_analyze(body: object, limits: Limits) -> ChatRequest:
     pil = image_from_url(image, limits, "image")
     messages = [_system_message(DEFAULT_SYSTEM),
                 {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-    _response_format(body.get("response_format"))
     return ChatRequest(messages, [pil], _params(body, limits, params.ANALYZE_TEMPERATURE_DEFAULT), model=body.get("model"))
 
 
@@ -315,7 +315,6 @@ def parse_chat(body: object, limits: Limits) -> ChatRequest:
     _check_text_budget(texts, limits)
     if messages[0]["role"] != "system":
         messages.insert(0, _system_message(DEFAULT_SYSTEM))
-    _response_format(body.get("response_format"))
     return ChatRequest(messages, images, _params(body, limits, params.CHAT_TEMPERATURE_DEFAULT), stream=stream,
                        include_usage=bool(options.get("include_usage")), model=body.get("model"))
 

@@ -48,8 +48,10 @@ class Completion:
 
 
 class Job:
-    def __init__(self, prepared: Prepared, params: SamplingParams, request_id: str, stream: bool, tokenizer, eos_ids):
+    def __init__(self, prepared: Prepared, params: SamplingParams, request_id: str, stream: bool, tokenizer, eos_ids,
+                 constraint=None):
         self.prepared, self.params, self.request_id, self.stream = prepared, params, request_id, stream
+        self.constraint = constraint             # grammar.Constraint for JSON output, else None
         self.events: queue.SimpleQueue = queue.SimpleQueue()
         self.state = JobState.QUEUED
         self.tokens: list[int] = []
@@ -98,6 +100,13 @@ class Job:
             self.finish(STOP)
             return
         self.tokens.append(token)
+        if self.constraint is not None:
+            if not self.constraint.accept(token):  # the mask allowed it, so the grammar must take it
+                self.fail(ApiError("internal_error", "the answer left its schema inside the model process"))
+                return
+            if self.constraint.finished:  # the JSON value is complete: nothing but EOS may follow
+                self.finish(STOP)
+                return
         if self.stream or self._stop:
             checked = len(self._text)
             self._text += self._detokenize()

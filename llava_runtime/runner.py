@@ -26,6 +26,7 @@ import torch
 
 from . import kv_slots, sampling
 from .decoder import SlotDecoder
+from .grammar import bitmask_words
 from .kv_slots import KVSlots
 from .sampling import RowParams
 
@@ -98,6 +99,9 @@ class Runner:
         self.generated = torch.zeros(rows, dtype=torch.int64, device=self.device)
         self.active = torch.zeros(rows, dtype=torch.bool, device=self.device)
         self.params = RowParams.empty(rows, self.device)
+        # Each row's allowed next tokens, one bit per vocabulary id (all set: unconstrained).
+        self.bitmask = torch.full((rows, bitmask_words(self.decoder.lm_head.out_features)), -1, dtype=torch.int32,
+                                  device=self.device)
         self._buffers = [torch.zeros(rows, dtype=torch.int64, pin_memory=self.cuda) for _ in range(_READ_BUFFERS)]
         self._next_buffer = 0
 
@@ -130,6 +134,12 @@ class Runner:
         self.params.set_row(row, params, seed)
         self.deactivate(row)
         self.generated[row] = 0
+        self.bitmask[row] = -1
+
+    def set_mask(self, row: int, constraint) -> None:
+        """The tokens `row`'s grammar allows next, for the next step that decodes it."""
+        staged = constraint.staged_mask(self.bitmask.shape[1], pin=self.cuda)
+        self.bitmask[row].copy_(staged, non_blocking=True)
 
     def activate(self, row: int, position: int) -> None:
         """The row's prompt is in its slot and its first token in `tokens`: decode from `position`."""
@@ -144,7 +154,7 @@ class Runner:
     def move(self, src: int, dst: int, kv_tokens: int) -> None:
         """Row `src` continues in row `dst`: its slot's live positions and its state."""
         self.kv.move(src, dst, kv_tokens)
-        for buffer in (self.tokens, self.positions, self.generated, self.active):
+        for buffer in (self.tokens, self.positions, self.generated, self.active, self.bitmask):
             buffer[dst] = buffer[src]
         self.params.copy_row(src, dst)
         self.deactivate(src)
@@ -159,15 +169,18 @@ class Runner:
     def embeddings(self, prepared) -> torch.Tensor:
         return self.decoder.prompt_embeddings(prepared)
 
-    def prefill(self, row: int, embeds: torch.Tensor, start: int, end: int, last: bool) -> None:
+    def prefill(self, row: int, embeds: torch.Tensor, start: int, end: int, last: bool,
+                constrained: bool = False) -> None:
         """Write prompt positions [start, end) into `row`'s slot; after the last chunk
-        choose the row's first token into `tokens[row]`."""
+        choose the row's first token into `tokens[row]` (within its grammar's mask if
+        `constrained`: set it first with `set_mask`)."""
         positions = torch.arange(start, end, device=self.device).unsqueeze(0)
         hidden = self.decoder.forward(embeds[:, start:end], positions, self.kv, row, end, causal_from_zero=start == 0)
         if last:
             logits = self.decoder.logits(hidden)
+            bitmask = self.bitmask[row:row + 1] if constrained else None
             self.tokens[row] = sampling.choose(logits, self.generated[row:row + 1], self.params.rows(row + 1, row),
-                                               self.eos)[0]
+                                               self.eos, bitmask=bitmask)[0]
 
     # ------------------------------------------------------------ decode
 
@@ -176,26 +189,27 @@ class Runner:
             return rows
         return next((b for b in ROW_BUCKETS if b >= rows and b <= self.rows), self.rows)
 
-    def decode(self, rows: int, longest: int, sampled: bool = True) -> tuple[int, int]:
+    def decode(self, rows: int, longest: int, sampled: bool = True, constrained: bool = True) -> tuple[int, int]:
         """Launch one decode step for rows [0, rows) whose longest will hold `longest`
         positions after it. Returns the (rows, attention length) it ran at. `sampled`
-        False (no row samples) lets an uncaptured step skip the sampling arithmetic;
-        a captured step always carries it."""
+        False (no row samples) and `constrained` False (no row has a grammar) let an
+        uncaptured step skip that arithmetic; a captured step always carries both."""
         shape = (self.padded(rows), kv_slots.attention_length(longest, self.length))
         graph = self.graphs.get(shape)
         if graph is not None:
             graph.replay()
         else:
-            self._step(*shape, sampled=sampled)
+            self._step(*shape, sampled=sampled, constrained=constrained)
         return shape
 
-    def _step(self, rows: int, attend: int, sampled: bool = True) -> None:
+    def _step(self, rows: int, attend: int, sampled: bool = True, constrained: bool = True) -> None:
         """One decode step over rows [0, rows), attention over the first `attend`
         positions of each slot. Only device work on preallocated buffers: capturable."""
         tokens, positions, generated = self.tokens[:rows], self.positions[:rows], self.generated[:rows]
         hidden = self.decoder.embed(tokens).unsqueeze(1)
         hidden = self.decoder.forward(hidden, positions.unsqueeze(1), self.kv, 0, attend)
-        chosen = sampling.choose(self.decoder.logits(hidden), generated, self.params.rows(rows), self.eos, sampled)
+        chosen = sampling.choose(self.decoder.logits(hidden), generated, self.params.rows(rows), self.eos, sampled,
+                                 self.bitmask[:rows] if constrained else None)
         active = self.active[:rows]
         tokens.copy_(torch.where(active, chosen, tokens))
         advance = active.to(torch.int64)
@@ -267,6 +281,7 @@ class Runner:
             raise RuntimeError(f"a replayed step chose other tokens than the eager step ({rows} rows)")
 
     def _reset_rows(self) -> None:
+        self.bitmask.fill_(-1)
         self.active.zero_()
         self.positions.fill_(self.kv.scratch)
         self.generated.zero_()

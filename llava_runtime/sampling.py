@@ -83,12 +83,24 @@ def suppress_eos(logits: torch.Tensor, generated: torch.Tensor, params: RowParam
     return logits
 
 
+def apply_bitmask(logits: torch.Tensor, bitmask: torch.Tensor) -> torch.Tensor:
+    """Forbid (in place) every token whose bit is 0 in its row of `bitmask` (int32 words,
+    bit i of word w = token 32w + i; all bits set = unconstrained). Tensor ops only."""
+    shifts = torch.arange(32, dtype=torch.int32, device=bitmask.device)
+    allowed = ((bitmask.unsqueeze(-1) >> shifts) & 1).flatten(1)[:, :logits.shape[-1]]
+    return logits.masked_fill_(allowed == 0, _NEG_INF)
+
+
 def choose(logits: torch.Tensor, generated: torch.Tensor, params: RowParams, eos_ids: torch.Tensor,
-           sampled: bool = True) -> torch.Tensor:
+           sampled: bool = True, bitmask: torch.Tensor | None = None) -> torch.Tensor:
     """The next token of every row: logits (rows, vocab); `generated` (rows,) counts the
     tokens each row already has (it indexes the noise and gates min_tokens). `sampled`
-    False promises that every row is greedy (the caller knows; no device check)."""
-    logits = suppress_eos(logits.float(), generated, params, eos_ids)
+    False promises that every row is greedy (the caller knows; no device check);
+    `bitmask` restricts rows to what their grammar allows (grammar.py)."""
+    logits = logits.float()
+    if bitmask is not None:
+        logits = apply_bitmask(logits, bitmask)
+    logits = suppress_eos(logits, generated, params, eos_ids)
     if not sampled:
         return logits.argmax(dim=-1)
     return torch.where(params.temperature > 0, sample(logits, generated, params), logits.argmax(dim=-1))

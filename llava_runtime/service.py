@@ -13,6 +13,7 @@ from .continuous_engine import ContinuousEngine
 from .decoder import unsupported_reason
 from .faults import Faults
 from .generate_engine import GenerateEngine
+from .grammar import Grammars
 from .inputs import ChatRequest, Limits, prepare
 from .jobs import Job
 from .loader import BootError, LoadedModel, Progress, load_model
@@ -54,6 +55,7 @@ class Service:
         self.faults = Faults() if settings.inject_faults else None
         self.loaded: LoadedModel | None = None
         self.engine: ContinuousEngine | GenerateEngine | None = None
+        self.grammars: Grammars | None = None
         self.ready = False
         self.stopping = False
         self.boot_error: BootError | None = None
@@ -79,6 +81,7 @@ class Service:
         except BaseException:
             self._stop_reports.set()
             raise
+        self.grammars = Grammars(self.loaded.tokenizer)
         log.info("engine: %s %s", self.engine.name, self.engine.describe())
 
     @property
@@ -95,7 +98,10 @@ class Service:
         thread (overlapping the running steps), checked against the context, then queued."""
         loaded = self.loaded
         prepared = prepare(request, loaded.processor, self.context_length, loaded.image_token_id)
-        return self.engine.submit(prepared, request.params, request_id, stream=stream or request.stream)
+        output = request.params.response_format
+        constraint = self.grammars.constraint(output) if output is not None else None  # compiled here, not in the engine
+        return self.engine.submit(prepared, request.params, request_id, stream=stream or request.stream,
+                                  constraint=constraint)
 
     def warm_up(self) -> None:
         """Run the warmup requests through the engine (which runs on another thread),
