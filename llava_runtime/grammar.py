@@ -39,8 +39,8 @@ def bitmask_words(vocab: int) -> int:
 class Constraint:
     """One job's grammar state: the tokens allowed next, advanced token by token."""
 
-    def __init__(self, matcher, output: StructuredOutput):
-        self.matcher, self.output = matcher, output
+    def __init__(self, matcher, output: StructuredOutput, vocab: int):
+        self.matcher, self.output, self.matcher_vocab = matcher, output, vocab
         self._staging: torch.Tensor | None = None
 
     def staged_mask(self, words: int, pin: bool) -> torch.Tensor:
@@ -52,11 +52,13 @@ class Constraint:
         return self._staging
 
     def fill(self, mask_row: torch.Tensor) -> None:
-        """Write the allowed-next-token bits into `mask_row` (int32, on the CPU)."""
-        import llguidance.torch
-
+        """Write the allowed-next-token bits into `mask_row` (int32, contiguous, on the CPU).
+        (llguidance.torch.fill_next_token_bitmask does the same; importing that module
+        compiles a TorchScript kernel we do not use.)"""
+        assert mask_row.dtype == torch.int32 and mask_row.is_contiguous() and mask_row.device.type == "cpu"
         mask_row.zero_()  # ids past the tokenizer's (the model's padded vocabulary) stay forbidden
-        llguidance.torch.fill_next_token_bitmask(self.matcher, mask_row.unsqueeze(0), 0)
+        words = min(mask_row.numel(), bitmask_words(self.matcher_vocab))
+        self.matcher.unsafe_compute_mask_ptr(mask_row.data_ptr(), words * 4)
 
     def accept(self, token: int) -> bool:
         """Advance by `token`; False if the grammar cannot take it (a bug: the mask allowed it)."""
@@ -106,4 +108,4 @@ class Grammars:
                 self.compiled += 1
                 while len(self._cache) > CACHE_SIZE:
                     self._cache.popitem(last=False)
-        return Constraint(template.deep_copy(), output)
+        return Constraint(template.deep_copy(), output, self._llg_tokenizer().vocab_size)

@@ -74,8 +74,9 @@ BAD_CHAT = [
     ("too many stops", chat("hi", stop=["a", "b", "c", "d", "e"]), "at most 4 are allowed"),
     ("empty stop string", chat("hi", stop=["a", ""]), "stop must be a non-empty string"),
     ("stop of the wrong type", chat("hi", stop=7), "stop must be a non-empty string"),
-    ("json response format", chat("hi", response_format={"type": "json_object"}), "not supported yet"),
-    ("unknown response format", chat("hi", response_format={"type": "xml"}), "whose type is text"),
+    ("unknown response format", chat("hi", response_format={"type": "xml"}), "must be text, json_object or json_schema"),
+    ("schema that is not a schema", chat("hi", response_format={"type": "json_schema", "json_schema": {
+        "schema": {"type": 5}}}), "not valid JSON Schema"),
     ("seed not an integer", chat("hi", seed="lucky"), "seed must be an integer"),
     ("seed out of range", chat("hi", seed=2 ** 64), "seed must be between"),
     ("top_k out of range", chat("hi", top_k=-2), "top_k must be between"),

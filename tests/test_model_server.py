@@ -171,9 +171,18 @@ def test_stop_seed_and_response_format_over_http(server):
 
     as_text = requests.post(server + "/v1/chat/completions", json=chat_body(response_format={"type": "text"}), timeout=60)
     assert as_text.status_code == 200
-    as_json = requests.post(server + "/v1/chat/completions", json=chat_body(response_format={"type": "json_object"}),
-                            timeout=60)
-    assert as_json.status_code == 400 and as_json.json()["error"]["param"] == "response_format"
+    schema = {"type": "object", "properties": {"verdict": {"enum": ["pass", "fail"]}, "defects": {
+        "type": "array", "maxItems": 2, "items": {"type": "string", "maxLength": 20}}},
+        "required": ["verdict", "defects"], "additionalProperties": False}
+    as_json = requests.post(server + "/v1/chat/completions", timeout=60, json=chat_body(max_tokens=120, response_format={
+        "type": "json_schema", "json_schema": {"name": "qc", "schema": schema, "strict": True}}))
+    assert as_json.status_code == 200, as_json.text
+    assert as_json.json()["choices"][0]["finish_reason"] == "stop"
+    assert set(json.loads(as_json.json()["choices"][0]["message"]["content"])) == {"verdict", "defects"}
+    refused = requests.post(server + "/v1/chat/completions", timeout=60, json=chat_body(response_format={
+        "type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "array", "uniqueItems": True}}}))
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "response_format"
+    assert "uniqueItems" in refused.json()["error"]["message"]
     too_many = requests.post(server + "/v1/chat/completions", json=chat_body(stop=["a", "b", "c", "d", "e"]), timeout=60)
     assert too_many.status_code == 400 and too_many.json()["error"]["param"] == "stop"
 
