@@ -30,7 +30,7 @@ from pathlib import Path
 import requests
 
 from bench import load
-from bench.run_cpu import b64, jpeg
+from bench.run_cpu import QC_SCHEMA, b64, jpeg
 from tests.procs import Proc, free_port, python
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -132,11 +132,27 @@ def completion_seconds(url: str, body: dict) -> float:
     return time.perf_counter() - started
 
 
-def chat(image_seed: int, tokens: int) -> dict:
-    return {"messages": [{"role": "user", "content": [
+def chat(image_seed: int, tokens: int, schema: dict | None = None) -> dict:
+    body = {"messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64," + b64(jpeg(image_seed, 672, 672))}},
-        {"type": "text", "text": "Describe this product photo in detail."}]}],
-        "max_tokens": tokens, "min_tokens": tokens, "temperature": 0}
+        {"type": "text", "text": "Describe this product photo in detail."}]}], "max_tokens": tokens, "temperature": 0}
+    if schema is None:
+        body["min_tokens"] = tokens
+    else:
+        body["response_format"] = {"type": "json_schema", "json_schema": {"name": "qc", "schema": schema}}
+    return body
+
+
+def schema_cost(url: str, mode: str) -> tuple[float, float]:
+    """Aggregate tokens/s at concurrency 8 with a JSON Schema, and free text of as many
+    tokens per answer: (schema, free)."""
+    send = load.post_json(url + "/v1/chat/completions")
+    constrained = load.run(send, [chat(5000 + i, 160, QC_SCHEMA) for i in range(16)], 8, f"[gpu] {mode}, schema")
+    tokens = max(1, round(constrained.tokens / 16))
+    free = load.run(send, [chat(6000 + i, tokens) for i in range(16)], 8, f"[gpu] {mode}, free text")
+    if constrained.errors or free.errors:
+        raise SystemExit(f"schema runs failed: {constrained.labels} {free.labels}")
+    return constrained.tokens_per_s, free.tokens_per_s
 
 
 def measure(mode: str, checkpoint: Path, args, device: str) -> dict:
@@ -167,10 +183,11 @@ def measure(mode: str, checkpoint: Path, args, device: str) -> dict:
             if result.errors:
                 raise SystemExit(f"{result.errors} requests failed at concurrency {concurrency}: {result.labels}")
             rows.append((concurrency, result))
+        schema = schema_cost(url, mode) if args.schema else None
         health = requests.get(url + "/health", timeout=10).json()
         if health.get("engine") != mode:
             raise SystemExit(f"asked for ENGINE={mode}, the server ran {health.get('engine')}: see its log")
-        return {"ready_s": ready_s, "decode": health.get("decode"), "rows_held": health.get("rows"), "load_s": metric(url, "llava_model_load_seconds") or 0.0,
+        return {"ready_s": ready_s, "decode": health.get("decode"), "rows_held": health.get("rows"), "schema": schema, "load_s": metric(url, "llava_model_load_seconds") or 0.0,
                 "warmup_s": metric(url, "llava_model_warmup_seconds") or 0.0, "ttft": ttft,
                 "batch1": (args.tokens - 1) / max(full - ttft, 1e-9), "rows": rows,
                 "memory": metric(url, "llava_model_gpu_memory_used_bytes") or 0.0}
@@ -218,6 +235,9 @@ def report(results: dict, args, argv_text: str, device: str, prompt_tokens: int)
             lines.append(row("latency at concurrency 8: p50 / p95",
                              cells(lambda r: r["rows"][index][1], lambda v: f"{v.p50:.2f} s / {v.percentile(0.95):.2f} s"),
                              f"{ceiling.latency(8, prompt_tokens, new):.2f} s", f"p95 <= {TARGETS['p95_8']:.1f} s"))
+    if args.schema:
+        lines.append(row("structured output: tokens/s at concurrency 8 with a JSON Schema / free text of as many tokens",
+                         cells(lambda r: r["schema"], lambda v: f"{v[0]:.0f} / {v[1]:.0f} = {v[0] / v[1]:.2f}x"), "", ""))
     lines += [row("decode step as served (`/health` decode)", cells(lambda r: r["decode"], str), "", ""),
               row("GPU memory allocated after the runs (continuous: KV rows preallocated)",
                   cells(lambda r: r, lambda r: f"{r['memory'] / 2**30:.1f} GiB"
@@ -242,6 +262,8 @@ def main(argv=None) -> int:
     parser.add_argument("--tokens", type=int, default=128, help="new tokens per request")
     parser.add_argument("--repeats", type=int, default=3, help="single-request measurements to take the median of")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 16])
+    parser.add_argument("--no-schema", dest="schema", action="store_false",
+                        help="skip the structured-output run (needs the llguidance and jsonschema wheels)")
     parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES),
                         help="engines to measure, one server each (default: both, side by side)")
     parser.add_argument("--max-batch-size", type=int, default=16,
