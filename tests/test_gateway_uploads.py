@@ -99,7 +99,7 @@ def near(pixel, expected, tolerance=12):
 
 # (case id, filename, bytes, content type, HTTP code, status, text the result must contain, check of the model's image)
 REFUSED = [
-    ("empty file", "photo.jpg", b"", "image/jpeg", 400, "image part is empty"),
+    ("empty file", "photo.jpg", b"", "image/jpeg", 400, "the image is empty"),
     ("text named .jpg", "photo.jpg", b"hello, I am not an image\n" * 10, "image/jpeg", 415, "not a recognised image"),
     ("html as png", "x.png", b"<html><body>hi</body></html>", "image/png", 415, "not a recognised image"),
     ("bmp", "photo.bmp", save(rgb(), "BMP"), "image/bmp", 415, "BMP file"),

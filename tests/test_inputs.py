@@ -4,6 +4,7 @@ import math
 import struct
 import zlib
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -40,7 +41,10 @@ BAD_ANALYZE = [
     ("prompt too long", {"image": images.b64(JPEG), "prompt": "x" * 8001}, "invalid_request", "8001 characters"),
     ("no image", {"prompt": "hi"}, "invalid_request", "image is required"),
     ("not base64", {"image": "@@@not-base64@@@", "prompt": "hi"}, "invalid_image", "not valid base64"),
-    ("not an image", {"image": images.b64(b"hello world, no image here"), "prompt": "hi"}, "unsupported_image_format", "not an image"),
+    ("not an image", {"image": images.b64(b"hello world, no image here"), "prompt": "hi"}, "unsupported_image_format",
+     "not a recognised image"),
+    ("BMP is not accepted", {"image": images.b64(images.encode(images.noise(10, 10), "BMP")), "prompt": "hi"},
+     "unsupported_image_format", "a BMP file"),
     ("truncated jpeg", {"image": images.b64(images.jpeg(256, 256)[:800]), "prompt": "hi"}, "invalid_image", "truncated"),
     ("decompression bomb", {"image": images.b64(png_header_only(50_000, 50_000)), "prompt": "hi"}, "image_too_large", "pixels"),
     ("too many bytes", {"image": images.b64(b"\xff" * 2_100_000), "prompt": "hi"}, "image_too_large", "limit"),
@@ -109,7 +113,6 @@ ODD_BUT_VALID = [
                                    append_images=[images.noise(20, 20, seed=1).convert("P")]), (20, 20)),
     ("1x1", images.encode(images.noise(1, 1), "PNG"), (1, 1)),
     ("exif rotated", exif_rotated_jpeg(), (40, 80)),
-    ("bmp", images.encode(images.noise(10, 10), "BMP"), (10, 10)),
 ]
 
 
@@ -120,11 +123,13 @@ def test_odd_images_become_rgb(data, size):
     assert image.size == size
 
 
-def test_sixteen_bit_grey_keeps_its_contrast():
-    gradient = Image.linear_gradient("L").resize((256, 4)).convert("I;16")
-    image = decode_image(images.encode(gradient, "PNG"), LIMITS, "image")
+def test_sixteen_bit_grey_keeps_its_contrast_and_its_brightness():
+    ramp = np.tile(np.linspace(0, 65535, 256).astype(np.uint16), (4, 1))
+    image = decode_image(images.encode(Image.fromarray(ramp), "PNG"), LIMITS, "image")
     lo, hi = image.convert("L").getextrema()
     assert lo < 10 and hi > 245  # not clipped to white
+    flat = decode_image(images.encode(Image.new("I;16", (8, 8), 40000), "PNG"), LIMITS, "image")
+    assert flat.getpixel((4, 4)) == (156, 156, 156)  # 40000 / 256, as the gateway sends it (shared rule)
 
 
 def test_raw_base64_and_data_urls_both_work():
