@@ -14,6 +14,13 @@ Defaults, and why:
 - Long side 1008 px: the largest LLaVA-1.6 tile grid (image_grid_pinpoints up to
   1008x336 / 672x672); pixels past it are thrown away by the model's processor, so
   sending them only costs bandwidth and decode time.
+- Admission: 8 model calls per worker (one full batch of the model process's
+  default MAX_BATCH_SIZE) and up to 32 more waiting their turn, for at most 30 s.
+  A Spring RestTemplate does not retry a 429, so the gateway waits before it
+  refuses: measured on `make demo` (one worker), 32 concurrent clients wait at
+  most a few batches (~2 s each for 512 tokens) and none is refused. Each waiting
+  request holds a thread, hence 48 threads: 8 calling, 32 waiting and 8 for cache
+  hits, health probes and scrapes.
 """
 from __future__ import annotations
 
@@ -23,6 +30,8 @@ from dataclasses import dataclass
 from llava_common import logs
 from llava_common.settings import boolean, choice, csv, integer, load, number, setting, text
 
+# Threads kept free of model calls and waits: cache hits, health probes, scrapes.
+SPARE_THREADS = 4
 DEFAULT_FALLBACK_MESSAGE = ("Our image assistant is temporarily unavailable. "
                             "Please try again in a few moments.")
 DEFAULT_FALLBACK_TIMEOUT_MESSAGE = ("Our image assistant is taking longer than usual to answer. "
@@ -46,8 +55,9 @@ class GatewaySettings:
     host: str = setting("GATEWAY_HOST", "127.0.0.1", text, "Address the gateway listens on (0.0.0.0 inside a container)")
     port: int = setting("GATEWAY_PORT", 8080, integer(0, 65535), "Port of the public REST API")
     workers: int = setting("GATEWAY_WORKERS", 4, integer(1, 256), "gunicorn worker processes")
-    threads: int = setting("GATEWAY_THREADS", 16, integer(1, 1024),
-                           "Threads per worker; each request waiting for the model holds one")
+    threads: int = setting("GATEWAY_THREADS", 48, integer(1, 1024),
+                           "Threads per worker; each request calling or waiting for the model holds one "
+                           "(at least MAX_UPSTREAM_IN_FLIGHT + ADMISSION_QUEUE + 4)")
     api_keys: tuple = setting("API_KEYS", (), csv,
                               "Comma-separated API keys; when set, /api and /v1 require `Authorization: Bearer <key>` or `X-API-Key`")
     cache_url: str = setting("CACHE_URL", "", text,
@@ -62,7 +72,12 @@ class GatewaySettings:
     max_image_side: int = setting("MAX_IMAGE_SIDE", 1008, integer(64, 16384),
                                   "Accepted images are scaled down so their long side fits this (the model's largest tile grid)")
     max_in_flight: int = setting("MAX_UPSTREAM_IN_FLIGHT", 8, integer(1, 100_000),
-                                 "Model calls in flight per worker; past it requests get 429 OVERLOADED at once")
+                                 "Model calls in flight per worker; past it requests wait their turn (ADMISSION_QUEUE)")
+    admission_queue: int = setting("ADMISSION_QUEUE", 32, integer(0, 100_000),
+                                   "Requests per worker that may wait for a model call slot, first come first served; "
+                                   "past it 429 OVERLOADED at once")
+    admission_wait_s: float = setting("ADMISSION_WAIT_SECONDS", 30.0, number(0, 3600),
+                                      "Longest wait for a model call slot; past it 429 OVERLOADED")
     connect_timeout_s: float = setting("UPSTREAM_CONNECT_TIMEOUT_SECONDS", 2.0, number(0.01, 60),
                                        "Connect timeout of a model call")
     read_timeout_s: float = setting("UPSTREAM_READ_TIMEOUT_SECONDS", 60.0, number(0.01, 3600),
@@ -88,6 +103,9 @@ class GatewaySettings:
     context_tokens: int = setting("MODEL_CONTEXT_TOKENS", 4096, integer(0, 1_000_000),
                                   "The model's context in tokens, for the up-front image budget check of chat requests "
                                   "(LLaVA-1.6 tiling); 0 = leave the check to the model")
+    cache_sampled: bool = setting("OPENAI_CACHE_SAMPLED", False, boolean,
+                                  "Cache /v1/chat/completions answers sampled (temperature > 0) without a `seed`; "
+                                  "off: each such call gets a fresh sample, as from OpenAI")
     model_aliases: tuple = setting("OPENAI_MODEL_ALIASES", (), csv,
                                    "Extra `model` names /v1/chat/completions accepts besides the served model "
                                    "(e.g. gpt-4o-mini, Spring AI's default); `*` = any name")
@@ -97,6 +115,13 @@ class GatewaySettings:
     remote_image_timeout_s: float = setting("REMOTE_IMAGE_TIMEOUT_SECONDS", 5.0, number(0.1, 300),
                                             "Time limit for fetching one remote image, checked between reads (size limit: MAX_UPLOAD_BYTES)")
     log_level: str = setting("LOG_LEVEL", "info", choice(*logs.LEVELS), "Log verbosity")
+
+    def __post_init__(self):
+        needed = self.max_in_flight + self.admission_queue + SPARE_THREADS
+        if self.threads < needed:
+            raise ValueError(f"GATEWAY_THREADS ({self.threads}) must be at least MAX_UPSTREAM_IN_FLIGHT + "
+                             f"ADMISSION_QUEUE + {SPARE_THREADS} ({needed}): every request calling or waiting for "
+                             "the model holds a thread, and cache hits and health probes need some too")
 
     @classmethod
     def from_env(cls, environ=None) -> "GatewaySettings":

@@ -123,11 +123,11 @@ def test_answers_are_cached_and_a_cached_answer_streams_as_one_chunk(fake):
 
 
 def test_a_cache_hit_does_not_decode_the_images_again(fake, monkeypatch):
-    from gateway import openai_api
+    from gateway import chat
 
     calls = []
-    real = openai_api.normalise
-    monkeypatch.setattr(openai_api, "normalise", lambda *a: calls.append(1) or real(*a))
+    real = chat.normalise
+    monkeypatch.setattr(chat, "normalise", lambda *a: calls.append(1) or real(*a))
     body = {"model": "fake-llava", "temperature": 0, "messages": [user("What is this?", data_url(jpeg()))]}
     with gateway(fake.url) as (url, _):
         statuses = [post(url, body).headers["X-Gateway-Status"] for _ in range(3)]
@@ -209,7 +209,7 @@ def error_of(response: requests.Response) -> dict:
 
 
 @pytest.mark.parametrize("body, param, fragment", [
-    ({"messages": []}, "messages", "non-empty array"),
+    ({"messages": []}, "messages", "must not be empty"),
     ({"messages": [user("x")], "n": 2}, "n", "n=1"),
     ({"messages": [user("x")], "max_tokens": 0}, "max_tokens", "from 1 to 1024"),
     ({"messages": [user("x")], "temperature": 3}, "temperature", "from 0 to 2"),
@@ -218,7 +218,7 @@ def error_of(response: requests.Response) -> dict:
     ({"messages": [user("x")], "tools": [{"type": "function"}]}, "tools", "not supported"),
     ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}, "messages",
      "last message"),
-    ({"messages": [{"role": "robot", "content": "hi"}]}, "messages[0]", "role"),
+    ({"messages": [{"role": "robot", "content": "hi"}]}, "messages[0].role", "'system', 'developer', 'user' or"),
     ({"messages": [user("x", "data:image/png;base64,@@@")]}, "messages[0].content[1].image_url", "base64"),
 ])
 def test_bad_requests_get_400_naming_the_field(fake, body, param, fragment):
@@ -245,9 +245,11 @@ def test_status_codes_in_openai_shape(fake):
         with pytest.raises(openai.AuthenticationError):
             sdk(url, key="wrong").chat.completions.create(model="fake-llava", messages=[user("x")])
     assert no_key.status_code == 401 and error_of(no_key)["code"] == "invalid_api_key"
-    assert unsupported.status_code == 415 and error_of(unsupported)["code"] == "unsupported_image_format"
-    assert "BMP" in error_of(unsupported)["message"]
-    assert too_big.status_code == 413 and error_of(too_big)["code"] == "image_too_large"
+    # Bad image content is 400 invalid_request_error, as OpenAI answers it; the code and message say what.
+    assert unsupported.status_code == 400 and error_of(unsupported)["code"] == "unsupported_image_format"
+    assert error_of(unsupported)["type"] == "invalid_request_error" and "BMP" in error_of(unsupported)["message"]
+    assert error_of(unsupported)["param"] == "messages[0].content[1].image_url"
+    assert too_big.status_code == 400 and error_of(too_big)["code"] == "image_too_large"
     assert body_too_big.status_code == 413 and error_of(body_too_big)["code"] == "request_too_large"
     assert no_route.status_code == 404 and error_of(no_route)["code"] == "not_found"
     assert not_json.status_code == 400 and "JSON" in error_of(not_json)["message"]
@@ -279,7 +281,7 @@ def test_upstream_refusals_and_outages(fake):
 
 def test_model_down_is_503_fast_and_admission_429(fake):
     fake.mode = "stall"
-    with gateway(fake.url, MAX_UPSTREAM_IN_FLIGHT=1) as (url, _):
+    with gateway(fake.url, MAX_UPSTREAM_IN_FLIGHT=1, ADMISSION_QUEUE=0) as (url, _):
         import threading
         held = threading.Thread(target=post, args=(url, {"messages": [user("slow")]}))
         held.start()
@@ -362,5 +364,5 @@ def test_allow_listed_hosts_are_fetched_within_limits(fake):
     assert other_port.status_code == 400 and error_of(other_port)["code"] == "remote_image_refused"
     assert redirect.status_code == 400 and "redirect" in error_of(redirect)["message"]
     assert slow.status_code == 400 and "within 1 s" in error_of(slow)["message"] and slow_s < 3
-    assert too_big.status_code == 413 and error_of(too_big)["code"] == "image_too_large"
+    assert too_big.status_code == 400 and error_of(too_big)["code"] == "image_too_large"
     assert fake.calls == 1
