@@ -16,6 +16,7 @@ $(STAMP): requirements*.txt
 	@touch $@
 
 test: install
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
 # The whole stack in the foreground (supervisor + model process + gateway); Ctrl-C stops it.

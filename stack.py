@@ -115,7 +115,8 @@ def print_example(url: str, settings) -> None:
     auth = ' -H "Authorization: Bearer $API_KEY"' if settings.api_keys else ""
     print(f"\nstack: ready. Try (the same again answers CACHED):\n\n"
           f"  curl{auth} -F image=@{photo} -F prompt=\"{EXAMPLE_PROMPT}\" {url}/api/v1/multimodal/analyze\n\n"
-          f"  OpenAI-compatible base URL (Spring AI, LangChain4j, OpenAI SDKs): {url}/v1\n"
+          f"  OpenAI-compatible base URL (Spring AI, LangChain4j, OpenAI SDKs): {url}/v1 "
+          "(also served without /v1)\n"
           f"  health: {url}/health/ready   metrics: {url}/metrics   API description: {url}/openapi.json\n", flush=True)
 
 

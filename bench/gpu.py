@@ -55,7 +55,8 @@ def build_checkpoint(out: Path, tiny: bool) -> Path:
     ids = dict(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     config = LlavaNextConfig(vision_config=CLIPVisionConfig(**(VISION_TINY if tiny else VISION_7B)).to_dict(),
                              text_config=LlamaConfig(**(TEXT_TINY if tiny else TEXT_7B), **ids).to_dict(),
-                             image_token_index=tok.convert_tokens_to_ids("<image>"), image_grid_pinpoints=GRID_PINPOINTS,
+                             image_token_index=tok.convert_tokens_to_ids("<image>"),
+                             image_grid_pinpoints=GRID_PINPOINTS,
                              vision_feature_layer=-2, vision_feature_select_strategy="default", image_seq_length=576,
                              tie_word_embeddings=False)
     out.mkdir(parents=True, exist_ok=True)
@@ -105,7 +106,8 @@ def measure(mode: str, checkpoint: Path, args, device: str) -> dict:
     with Proc(python("llava_server.py"), env=env) as server:
         server.wait_for(url + "/health", 200, timeout=1800)
         ready_s = time.perf_counter() - started
-        print(f"[gpu] {mode}: ready in {ready_s:.1f}s; measuring time to first token and batch-1 decode", file=sys.stderr)
+        print(f"[gpu] {mode}: ready in {ready_s:.1f}s; measuring time to first token and batch-1 decode",
+              file=sys.stderr)
         # Measured on whole completions, not on streamed text: random weights may
         # emit tokens that decode to nothing. TTFT = a 1-token completion; decode
         # rate = the extra tokens over the extra time of a longer one.
@@ -160,8 +162,8 @@ def report(results: dict, args, argv_text: str, device: str) -> str:
                   for r in results.values()]),
              row(f"time to first token, one 672x672 image (2,9xx prompt tokens), median of {args.repeats}",
                  [f"{r['ttft'] * 1000:.0f} ms" for r in results.values()], ratio(lambda r: r["ttft"])),
-             row(f"decode at batch 1, {args.tokens} new tokens", [f"{r['batch1']:.1f} tokens/s" for r in results.values()],
-                 ratio(lambda r: r["batch1"]))]
+             row(f"decode at batch 1, {args.tokens} new tokens",
+                 [f"{r['batch1']:.1f} tokens/s" for r in results.values()], ratio(lambda r: r["batch1"]))]
     for index, concurrency in enumerate(args.concurrency):
         lines.append(row(f"aggregate at concurrency {concurrency}, {args.tokens} new tokens each",
                          [f"{r['rows'][index][1].tokens_per_s:.0f} tokens/s" for r in results.values()],

@@ -48,9 +48,9 @@ def b64(data: bytes) -> str:
 
 def serve_model(batch_size: int, demo_dir: str, **env) -> tuple[Proc, str]:
     port = free_port()
-    proc = Proc(python("llava_server.py"), env={"MODEL_PATH": "demo", "DEMO_MODEL_DIR": demo_dir, "MODEL_PORT": str(port),
-                                                 "MAX_BATCH_SIZE": str(batch_size), "WARMUP_REQUESTS": "4",
-                                                 "LOG_LEVEL": "warning", **env})
+    proc = Proc(python("llava_server.py"), env={"MODEL_PATH": "demo", "DEMO_MODEL_DIR": demo_dir,
+                                                 "MODEL_PORT": str(port), "MAX_BATCH_SIZE": str(batch_size),
+                                                 "WARMUP_REQUESTS": "4", "LOG_LEVEL": "warning", **env})
     url = f"http://127.0.0.1:{port}"
     proc.wait_for(url + "/health", 200, timeout=600)
     return proc, url
@@ -63,8 +63,8 @@ def serve_gunicorn(app: str, env: dict) -> tuple[Proc, str]:
                 env={"GATEWAY_PORT": str(port), "GATEWAY_WORKERS": "2", "LOG_LEVEL": "warning",
                      "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="bench-metrics-"), **env})
     url = f"http://127.0.0.1:{port}"
-    proc.wait_for(url + "/health/live" if app.startswith("gateway") else url + "/", 200 if app.startswith("gateway") else 404,
-                  timeout=60)
+    gateway = app.startswith("gateway")
+    proc.wait_for(url + "/health/live" if gateway else url + "/", 200 if gateway else 404, timeout=60)
     return proc, url
 
 
@@ -84,7 +84,8 @@ def batching(args) -> list[dict]:
                     if result.errors:
                         raise SystemExit(f"{mode}: {result.errors} requests failed: {result.labels}")
                     rows.append({"concurrency": concurrency, "round": round_no, "mode": mode, "rps": result.rps,
-                                 "tokens_per_s": result.tokens_per_s, "p50": result.p50, "p95": result.percentile(0.95)})
+                                 "tokens_per_s": result.tokens_per_s, "p50": result.p50,
+                                 "p95": result.percentile(0.95)})
     finally:
         for proc, _ in servers.values():
             proc.stop()
@@ -101,14 +102,17 @@ def gateway_overhead(args) -> dict:
         upload = load.post_upload
         # Warm both workers' caches: keep asking until a run of answers is all CACHED.
         for _ in range(10):
-            warm = load.run(upload(gateway_url + "/api/v1/multimodal/analyze"), [(photo, PROMPT)] * 16, 4, "[gateway] warming the cache")
+            warm = load.run(upload(gateway_url + "/api/v1/multimodal/analyze"), [(photo, PROMPT)] * 16, 4,
+                            "[gateway] warming the cache")
             if warm.labels.get("CACHED") == 16:
                 break
         rounds = []
         for round_no in range(1, args.rounds + 1):
             items = [(photo, PROMPT)] * args.hits
-            via_gateway = load.run(upload(gateway_url + "/api/v1/multimodal/analyze"), items, 8, f"[gateway] round {round_no}, cache hits")
-            floor = load.run(upload(bare_url + "/api/v1/multimodal/analyze"), items, 8, f"[gateway] round {round_no}, bare endpoint")
+            via_gateway = load.run(upload(gateway_url + "/api/v1/multimodal/analyze"), items, 8,
+                                   f"[gateway] round {round_no}, cache hits")
+            floor = load.run(upload(bare_url + "/api/v1/multimodal/analyze"), items, 8,
+                             f"[gateway] round {round_no}, bare endpoint")
             if via_gateway.labels.get("CACHED") != len(items) or floor.errors:
                 raise SystemExit(f"unexpected answers: gateway {via_gateway.labels}, bare {floor.labels}")
             rounds.append((via_gateway, floor))
@@ -140,14 +144,16 @@ def decode_modes(args) -> list[dict]:
     rows = []
 
     def body(seed: int, tokens: int) -> dict:
-        return {"image": b64(jpeg(seed)), "prompt": PROMPT, "max_tokens": tokens, "min_tokens": tokens, "temperature": 0}
+        return {"image": b64(jpeg(seed)), "prompt": PROMPT, "max_tokens": tokens, "min_tokens": tokens,
+                "temperature": 0}
 
     try:
         for round_no in range(1, args.rounds + 1):
             for mode, (_, url) in servers.items():
                 send = load.post_json(url + "/v1/analyze")
                 # Batch-1 decode rate: the extra tokens over the extra time of a longer answer.
-                short = load.run(send, [body(40_000 + i, 1) for i in range(5)], 1, f"[decode] round {round_no}, {mode}, 1 token")
+                short = load.run(send, [body(40_000 + i, 1) for i in range(5)], 1,
+                                 f"[decode] round {round_no}, {mode}, 1 token")
                 long = load.run(send, [body(41_000 + i, args.decode_tokens) for i in range(5)], 1,
                                 f"[decode] round {round_no}, {mode}, {args.decode_tokens} tokens")
                 many = load.run(send, [body(42_000 + i, args.tokens) for i in range(24)], 8,
@@ -166,34 +172,41 @@ def decode_modes(args) -> list[dict]:
     return rows
 
 
+def med(rows: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in rows)
+
+
 def report(batch_rows: list[dict], gateway: dict, decode_rows: list[dict], args, command: str) -> str:
     lines = ["# CPU benchmarks (demo model)", "", f"Command: `{command}`  ",
              f"Date: {datetime.datetime.now():%Y-%m-%d %H:%M}, {platform.machine()}, {platform.python_version()}; "
-             f"{args.rounds} alternating round(s) per comparison; the machine is shared, so compare ratios, not absolutes.", "",
+             f"{args.rounds} alternating round(s) per comparison; the machine is shared, so compare ratios, "
+             "not absolutes.", "",
              f"## Batching: {args.tokens} new tokens per request, MAX_BATCH_SIZE=8 vs 1", "",
-             "| concurrency | batched req/s | unbatched req/s | **ratio** | batched p50 / p95 s | unbatched p50 / p95 s |",
+             "| concurrency | batched req/s | unbatched req/s | **ratio** | batched p50 / p95 s "
+             "| unbatched p50 / p95 s |",
              "|---|---|---|---|---|---|"]
     for concurrency in args.concurrency:
         rows = [r for r in batch_rows if r["concurrency"] == concurrency]
         on = [r for r in rows if r["mode"] == "batched"]
         off = [r for r in rows if r["mode"] == "unbatched"]
         ratio = statistics.median(a["rps"] / b["rps"] for a, b in zip(on, off))
-        med = lambda rs, k: statistics.median(r[k] for r in rs)
         lines.append(f"| {concurrency} | {med(on, 'rps'):.2f} | {med(off, 'rps'):.2f} | **{ratio:.2f}x** | "
                      f"{med(on, 'p50'):.2f} / {med(on, 'p95'):.2f} | {med(off, 'p50'):.2f} / {med(off, 'p95'):.2f} |")
     hit_ratio = statistics.median(g.rps / f.rps for g, f in gateway["rounds"])
     lines += ["", "## Gateway overhead", "",
               "| measurement | gateway | floor | **ratio** |", "|---|---|---|---|",
-              f"| cache-hit throughput at concurrency 8, req/s (floor: bare Flask upload endpoint, same gunicorn settings) | "
-              f"{statistics.median(g.rps for g, _ in gateway['rounds']):.0f} | {statistics.median(f.rps for _, f in gateway['rounds']):.0f} | "
-              f"**{hit_ratio:.2f}x** |",
+              "| cache-hit throughput at concurrency 8, req/s (floor: bare Flask upload endpoint, same gunicorn "
+              f"settings) | {statistics.median(g.rps for g, _ in gateway['rounds']):.0f} | "
+              f"{statistics.median(f.rps for _, f in gateway['rounds']):.0f} | **{hit_ratio:.2f}x** |",
               f"| cache-miss latency, median of {args.misses}, s (floor: straight to the model process) | "
-              f"{gateway['through']:.3f} | {gateway['direct']:.3f} | **{gateway['through'] / gateway['direct']:.2f}x** |", "",
+              f"{gateway['through']:.3f} | {gateway['direct']:.3f} | "
+              f"**{gateway['through'] / gateway['direct']:.2f}x** |", "",
               "![throughput and latency against concurrency](cpu-concurrency.png)", ""]
     eager = [r for r in decode_rows if r["mode"] == "eager"]
     compiled = [r for r in decode_rows if r["mode"] == "compiled"]
-    med = lambda rs, k: statistics.median(r[k] for r in rs)
-    ratio = lambda k: statistics.median(c[k] / e[k] for c, e in zip(compiled, eager))
+
+    def ratio(k):
+        return statistics.median(c[k] / e[k] for c, e in zip(compiled, eager))
     lines += ["## Decode step: compiled (static KV cache + torch.compile, inductor) vs eager", "",
               "| measurement | eager | compiled | **ratio** |", "|---|---|---|---|",
               f"| decode at batch 1, tokens/s ({args.decode_tokens} vs 1 new tokens, median of 5 each) | "
@@ -214,7 +227,8 @@ def plot(batch_rows: list[dict], args, path: Path) -> None:
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for mode, style, color in (("batched", "o-", "C0"), ("unbatched", "s--", "C1")):
         rows = [[r for r in batch_rows if r["mode"] == mode and r["concurrency"] == c] for c in args.concurrency]
-        left.plot(args.concurrency, [statistics.median(r["rps"] for r in rs) for rs in rows], style, color=color, label=mode)
+        left.plot(args.concurrency, [statistics.median(r["rps"] for r in rs) for rs in rows], style, color=color,
+                  label=mode)
         right.plot(args.concurrency, [statistics.median(r["p50"] for r in rs) for rs in rows], style, color=color,
                    label=f"{mode} p50")
         right.plot(args.concurrency, [statistics.median(r["p95"] for r in rs) for rs in rows], style, color=color,

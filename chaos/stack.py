@@ -35,7 +35,9 @@ SETTINGS = {
     "SUPERVISOR_STABLE_SECONDS": "5",
     "GATEWAY_WORKERS": "2",
     "GATEWAY_THREADS": "16",
-    "MAX_UPSTREAM_IN_FLIGHT": "4",             # x 2 workers = MAX_BATCH_SIZE: excess is 429 at once, not queued
+    "MAX_UPSTREAM_IN_FLIGHT": "4",             # x 2 workers = MAX_BATCH_SIZE
+    "ADMISSION_QUEUE": "8",                    # 16 clients: some wait their turn, the rest see 429 at once
+    "ADMISSION_WAIT_SECONDS": "5",             # well under the clients' 20 s: a wait ends in an answer
     "UPSTREAM_READ_TIMEOUT_SECONDS": "5",      # "slow past the read timeout" costs 5 s, not 60
     "UPSTREAM_HEALTH_INTERVAL_SECONDS": "0.5",
     "BREAKER_RESET_SECONDS": "3",

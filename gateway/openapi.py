@@ -132,7 +132,8 @@ def document() -> dict:
                                      {"application/json": {"schema": _ref(native.AnalysisResult)}}),
                       **_errors(NATIVE_ERRORS, _native_error)},
     }
-    plain = {"200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}
+    plain = {"200": {"description": "Prometheus text format",
+                     "content": {"text/plain": {"schema": {"type": "string"}}}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "LLaVA-1.6 multimodal inference service", "version": VERSION,

@@ -1,7 +1,6 @@
 """The GPU benchmark's own path, exercised on CPU at demo size: checkpoint from the
 7B config layout, RANDOM_WEIGHTS in the real model process, streaming TTFT, batch-1
 decode, concurrency runs, eager and compiled decode side by side, the report. (The real run needs a GPU host.)"""
-import sys
 
 import pytest
 import torch

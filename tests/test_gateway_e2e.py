@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 import requests
 
 from tests.gateway_support import analyze, jpeg

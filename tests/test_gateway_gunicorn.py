@@ -24,7 +24,8 @@ MAX_UPLOAD = 1024 * 1024
 def gunicorn(port: int, model_url: str, metrics_dir: str, **env) -> Proc:
     return Proc(python("-m", "gunicorn", "-c", "python:gateway.gunicorn_conf", "gateway.wsgi:app"),
                 env={"GATEWAY_PORT": str(port), "MODEL_URL": model_url, "GATEWAY_WORKERS": "2",
-                     "GATEWAY_THREADS": "8", "MAX_UPSTREAM_IN_FLIGHT": "2", "ADMISSION_QUEUE": "2", "MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
+                     "GATEWAY_THREADS": "8", "MAX_UPSTREAM_IN_FLIGHT": "2", "ADMISSION_QUEUE": "2",
+                     "MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
                      "PROMETHEUS_MULTIPROC_DIR": metrics_dir, "UPSTREAM_HEALTH_INTERVAL_SECONDS": "0.5",
                      # one connection at a time per worker: concurrent requests must spread over both
                      "GUNICORN_CMD_ARGS": "--worker-connections 1", **env})

@@ -45,19 +45,28 @@ BAD_ANALYZE = [
      "not a recognised image"),
     ("BMP is not accepted", {"image": images.b64(images.encode(images.noise(10, 10), "BMP")), "prompt": "hi"},
      "unsupported_image_format", "a BMP file"),
-    ("truncated jpeg", {"image": images.b64(images.jpeg(256, 256)[:800]), "prompt": "hi"}, "invalid_image", "truncated"),
-    ("decompression bomb", {"image": images.b64(png_header_only(50_000, 50_000)), "prompt": "hi"}, "image_too_large", "pixels"),
+    ("truncated jpeg", {"image": images.b64(images.jpeg(256, 256)[:800]), "prompt": "hi"},
+     "invalid_image", "truncated"),
+    ("decompression bomb", {"image": images.b64(png_header_only(50_000, 50_000)), "prompt": "hi"},
+     "image_too_large", "pixels"),
     ("too many bytes", {"image": images.b64(b"\xff" * 2_100_000), "prompt": "hi"}, "image_too_large", "limit"),
     ("ICO is not accepted", {"image": images.b64(images.encode(images.noise(32, 32), "ICO")), "prompt": "hi"},
      "unsupported_image_format", "ICO"),
-    ("max_tokens zero", {"image": images.b64(JPEG), "prompt": "hi", "max_tokens": 0}, "invalid_request", "between 1 and 1024"),
-    ("max_tokens too big", {"image": images.b64(JPEG), "prompt": "hi", "max_tokens": 5000}, "invalid_request", "between 1 and 1024"),
-    ("max_tokens string", {"image": images.b64(JPEG), "prompt": "hi", "max_tokens": "12"}, "invalid_request", "integer"),
+    ("max_tokens zero", {"image": images.b64(JPEG), "prompt": "hi", "max_tokens": 0},
+     "invalid_request", "between 1 and 1024"),
+    ("max_tokens too big", {"image": images.b64(JPEG), "prompt": "hi", "max_tokens": 5000},
+     "invalid_request", "between 1 and 1024"),
+    ("max_tokens string", {"image": images.b64(JPEG), "prompt": "hi", "max_tokens": "12"},
+     "invalid_request", "integer"),
     ("max_tokens bool", {"image": images.b64(JPEG), "prompt": "hi", "max_tokens": True}, "invalid_request", "integer"),
-    ("temperature NaN", {"image": images.b64(JPEG), "prompt": "hi", "temperature": math.nan}, "invalid_request", "finite"),
-    ("temperature negative", {"image": images.b64(JPEG), "prompt": "hi", "temperature": -0.1}, "invalid_request", "at least 0"),
-    ("temperature too hot", {"image": images.b64(JPEG), "prompt": "hi", "temperature": 2.5}, "invalid_request", "at most 2"),
-    ("min over max", {"image": images.b64(JPEG), "prompt": "hi", "max_tokens": 4, "min_tokens": 5}, "invalid_request", "min_tokens"),
+    ("temperature NaN", {"image": images.b64(JPEG), "prompt": "hi", "temperature": math.nan},
+     "invalid_request", "finite"),
+    ("temperature negative", {"image": images.b64(JPEG), "prompt": "hi", "temperature": -0.1},
+     "invalid_request", "at least 0"),
+    ("temperature too hot", {"image": images.b64(JPEG), "prompt": "hi", "temperature": 2.5},
+     "invalid_request", "at most 2"),
+    ("min over max", {"image": images.b64(JPEG), "prompt": "hi", "max_tokens": 4, "min_tokens": 5},
+     "invalid_request", "min_tokens"),
 ]
 
 
@@ -73,10 +82,12 @@ BAD_CHAT = [
     ("no messages", {}, "messages must be a non-empty array"),
     ("empty messages", {"messages": []}, "messages must be a non-empty array"),
     ("bad role", {"messages": [{"role": "robot", "content": "hi"}]}, "role must be"),
-    ("last not user", {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}, "last message"),
+    ("last not user", {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]},
+     "last message"),
     ("n=2", chat("hi", n=2), "only n=1"),
     ("stop unsupported", chat("hi", stop=["\n"]), "stop is not supported"),
-    ("remote url", chat([image_part("http://10.0.0.1/cat.jpg"), {"type": "text", "text": "hi"}]), "does not fetch remote"),
+    ("remote url", chat([image_part("http://10.0.0.1/cat.jpg"), {"type": "text", "text": "hi"}]),
+     "does not fetch remote"),
     ("bad data url", chat([image_part("data:image/png,rawbytes")]), "data URL"),
     ("unknown part", chat([{"type": "audio", "audio": "..."}]), "must be text or image_url"),
     ("image in assistant turn", {"messages": [{"role": "assistant", "content": [image_part(images.data_url(JPEG))]},
@@ -106,7 +117,8 @@ def exif_rotated_jpeg() -> bytes:
 ODD_BUT_VALID = [
     ("cmyk jpeg", images.encode(images.noise(40, 30, mode="CMYK"), "JPEG"), (40, 30)),
     ("16-bit png", images.encode(Image.linear_gradient("L").resize((50, 20)).convert("I;16"), "PNG"), (50, 20)),
-    ("palette png with transparency", images.encode(images.noise(30, 30).convert("P"), "PNG", transparency=0), (30, 30)),
+    ("palette png with transparency", images.encode(images.noise(30, 30).convert("P"), "PNG", transparency=0),
+     (30, 30)),
     ("rgba png", images.encode(images.noise(30, 20, mode="RGBA"), "PNG"), (30, 20)),
     ("grey webp", images.encode(images.noise(30, 20, mode="L"), "WEBP"), (30, 20)),
     ("animated gif", images.encode(images.noise(20, 20).convert("P"), "GIF", save_all=True,
@@ -156,10 +168,12 @@ def test_the_context_budget_is_checked_with_real_token_counts(loaded_demo):
 
 def test_settings_report_every_bad_value_at_once():
     with pytest.raises(SettingsError) as bad:
-        ModelSettings.from_env({"MAX_BATCH_SIZE": "0", "MODEL_PORT": "http", "DEVICE": "tpu", "MAX_BATCH_WAIT_MS": "nan"})
+        ModelSettings.from_env({"MAX_BATCH_SIZE": "0", "MODEL_PORT": "http", "DEVICE": "tpu",
+                                "MAX_BATCH_WAIT_MS": "nan"})
     message = str(bad.value)
     for fragment in ("MAX_BATCH_SIZE='0': must be >= 1", "MODEL_PORT='http': expected a whole number",
-                     "DEVICE='tpu': expected one of auto, cuda, cpu", "MAX_BATCH_WAIT_MS='nan': expected a finite number"):
+                     "DEVICE='tpu': expected one of auto, cuda, cpu",
+                     "MAX_BATCH_WAIT_MS='nan': expected a finite number"):
         assert fragment in message
     assert ModelSettings.from_env({}).max_batch_size == 8
 

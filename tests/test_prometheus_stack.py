@@ -46,7 +46,8 @@ def test_prometheus_scrapes_the_demo_stack(demo_model_dir, tmp_path):
                 "CACHE_URL": "", "API_KEYS": ""})
     prom = f"http://127.0.0.1:{ports['PROMETHEUS']}"
     with Proc(python("stack.py"), env=env, unset=("PROMETHEUS_MULTIPROC_DIR",)) as stack, \
-            Proc([prometheus, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            Proc([prometheus, f"--config.file={tmp_path / 'prometheus.yml'}",
+                  f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                   f"--web.listen-address=127.0.0.1:{ports['PROMETHEUS']}"]) as server:
         gateway = f"http://127.0.0.1:{ports['GATEWAY_PORT']}"
         stack.wait_for(gateway + "/health/ready", 200, timeout=120)
