@@ -47,13 +47,13 @@ def test_the_served_document_names_both_faces_and_what_is_refused(served):
     assert {"image", "prompt", "max-tokens", "temperature"} <= set(form)
 
 
-def test_schemathesis_holds_the_gateway_to_its_document(served):
+def test_schemathesis_holds_the_gateway_to_its_document(served, tmp_path):
     url, _ = served
     run = subprocess.run(
         [str(Path(sys.executable).with_name("schemathesis")), "--config-file", str(CONFIG), "--no-color", "run",
          url + "/openapi.json", "--phases", "coverage,fuzzing", "--max-examples", str(EXAMPLES), "--seed", "13",
          "--workers", "1", "--generation-database", "none", "--suppress-health-check", "all",
          "--request-timeout", "15"],
-        capture_output=True, text=True, timeout=240)
+        capture_output=True, text=True, timeout=240, cwd=tmp_path)  # its cache goes to tmp_path, not the repo
     assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-2000:]
     assert "11 selected" in run.stdout or "Tested: 11" in run.stdout, run.stdout[-2000:]
