@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install test bench bench-gpu clean demo run chaos
+.PHONY: install test bench bench-gpu bench-admission clean demo run chaos
 
 install: $(STAMP)
 
@@ -30,6 +30,10 @@ run: install
 
 bench: install
 	$(PY) -m bench.run_cpu
+
+# Admission on the demo stack with default settings: 32 concurrent clients, then a burst of 300.
+bench-admission: install
+	$(PY) -m bench.admission
 
 # The full-size 7B architecture on a CUDA GPU (random weights, no download); says so and exits without one.
 bench-gpu: install

@@ -67,11 +67,19 @@ def _parts(value: object) -> object:
     raise PydanticCustomError("invalid_request", "`{param}` must be a string or a non-empty array of parts")
 
 
+def _text_parts(value: object) -> object:
+    value = _parts(value)
+    if any(isinstance(part, dict) and part.get("type") == "image_url" for part in value):
+        raise PydanticCustomError("invalid_request", "`{param}`: images are accepted in user messages only")
+    return value
+
+
 def _content(*parts):
     listed = Annotated[list[parts[0] if len(parts) == 1 else Annotated[parts[0] | parts[1],
                                                                       Field(discriminator="type")]],
                        Field(min_length=1)]
-    return Annotated[listed, BeforeValidator(_parts, json_schema_input_type=str | listed)]
+    check = _parts if len(parts) > 1 else _text_parts
+    return Annotated[listed, BeforeValidator(check, json_schema_input_type=str | listed)]
 
 
 class UserMessage(_Open):
@@ -121,8 +129,13 @@ def _integral(value: object) -> object:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-Int = Annotated[int, BeforeValidator(_integral, json_schema_input_type=int)]
-MaxTokens = Annotated[Int, Field(ge=params.MAX_TOKENS_RANGE[0], le=params.MAX_TOKENS_RANGE[1])]
+def Int(lo: int, hi: int):  # noqa: N802 (a type)
+    """A whole number from lo to hi; the validator wraps the constrained int, so the
+    document keeps its minimum and maximum."""
+    return Annotated[int, Field(ge=lo, le=hi), BeforeValidator(_integral)]
+
+
+MaxTokens = Int(*params.MAX_TOKENS_RANGE)
 Nothing = Annotated[None, Field(description=REFUSED_TEXT)]
 
 
@@ -135,26 +148,25 @@ class ChatCompletionRequest(_Open):
                                       description=f"Default {params.CHAT_TEMPERATURE_DEFAULT:g}; 0 = greedy. "
                                                   "An answer sampled (> 0) without a seed is not cached")
     top_p: float | None = Field(None, gt=0, le=1, description=f"Default {params.TOP_P_DEFAULT:g}")
-    seed: Int | None = Field(None, ge=params.SEED_RANGE[0], le=params.SEED_RANGE[1],
-                             description="Sampling seed: the same seed, request and model give the same answer "
-                                         "(part of the cache key)")
+    seed: Int(*params.SEED_RANGE) | None = Field(None, description="Sampling seed: the same seed, request and "
+                                                               "model give the same answer (part of the cache key)")
     stop: Annotated[StopList | None, BeforeValidator(_stop_list, json_schema_input_type=StopText | StopList | None)] \
         = Field(None, description="Up to 4 sequences that end the answer (not included in it)")
-    n: Int | None = Field(None, ge=1, le=1, description="Only 1")
+    n: Int(1, 1) | None = Field(None, description="Only 1")
     stream: bool | None = Field(None, description="Server-Sent Events, one chunk per token")
     stream_options: StreamOptions | None = None
     response_format: ResponseFormat | None = None
-    top_k: Int | None = Field(None, ge=params.TOP_K_RANGE[0], le=params.TOP_K_RANGE[1],
-                              description="vLLM's extension: sample from the k most likely tokens (0 or -1: all)")
-    min_tokens: Int | None = Field(None, ge=0, le=params.MAX_TOKENS_RANGE[1],
-                                   description="vLLM's extension: no end of answer before this many tokens")
+    top_k: Int(*params.TOP_K_RANGE) | None = Field(None, description="vLLM's extension: sample from the k most "
+                                                                 "likely tokens (0 or -1: all)")
+    min_tokens: Int(0, params.MAX_TOKENS_RANGE[1]) | None = Field(None, description="vLLM's extension: no end of "
+                                                                                "answer before this many tokens")
     # Refused unless empty (see the module docstring).
     tools: Annotated[list[Any] | None, Field(max_length=0, description=REFUSED_TEXT)] = None
     tool_choice: Annotated[Literal["none", "auto"] | None, Field(description=REFUSED_TEXT)] = None
     functions: Annotated[list[Any] | None, Field(max_length=0, description=REFUSED_TEXT)] = None
     function_call: Annotated[Literal["none", "auto"] | None, Field(description=REFUSED_TEXT)] = None
     logprobs: Annotated[Literal[False] | None, Field(description=REFUSED_TEXT)] = None
-    top_logprobs: Annotated[Int | None, Field(ge=0, le=0, description=REFUSED_TEXT)] = None
+    top_logprobs: Annotated[Int(0, 0) | None, Field(description=REFUSED_TEXT)] = None
     logit_bias: Annotated[dict[str, Any] | None, Field(max_length=0, description=REFUSED_TEXT)] = None
     presence_penalty: Annotated[float | None, Field(ge=0, le=0, description=REFUSED_TEXT)] = None
     frequency_penalty: Annotated[float | None, Field(ge=0, le=0, description=REFUSED_TEXT)] = None

@@ -15,12 +15,13 @@ Defaults, and why:
   1008x336 / 672x672); pixels past it are thrown away by the model's processor, so
   sending them only costs bandwidth and decode time.
 - Admission: 8 model calls per worker (one full batch of the model process's
-  default MAX_BATCH_SIZE) and up to 32 more waiting their turn, for at most 30 s.
-  A Spring RestTemplate does not retry a 429, so the gateway waits before it
-  refuses: measured on `make demo` (one worker), 32 concurrent clients wait at
-  most a few batches (~2 s each for 512 tokens) and none is refused. Each waiting
-  request holds a thread, hence 48 threads: 8 calling, 32 waiting and 8 for cache
-  hits, health probes and scrapes.
+  default MAX_BATCH_SIZE) and up to 32 more waiting their turn, for at most 60 s
+  (the read timeout: as long as one call may take). A Spring RestTemplate does not
+  retry a 429, so the gateway waits before it refuses: measured on `make demo` (one
+  worker, shared 2-core CPU), 32 concurrent clients waited up to 29 s (four batches
+  of ~5 s plus their own) and none was refused (bench/results/admission.md). Each
+  waiting request holds a thread, hence 48 threads: 8 calling, 32 waiting and 8 for
+  cache hits, health probes and scrapes.
 """
 from __future__ import annotations
 
@@ -82,7 +83,7 @@ class GatewaySettings:
     admission_queue: int = setting("ADMISSION_QUEUE", 32, integer(0, 100_000),
                                    "Requests per worker that may wait for a model call slot, first come first served; "
                                    "past it 429 OVERLOADED at once")
-    admission_wait_s: float = setting("ADMISSION_WAIT_SECONDS", 30.0, number(0, 3600),
+    admission_wait_s: float = setting("ADMISSION_WAIT_SECONDS", 60.0, number(0, 3600),
                                       "Longest wait for a model call slot; past it 429 OVERLOADED")
     connect_timeout_s: float = setting("UPSTREAM_CONNECT_TIMEOUT_SECONDS", 2.0, number(0.01, 60),
                                        "Connect timeout of a model call")

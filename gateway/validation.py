@@ -81,8 +81,11 @@ def _describe(error: dict, model: type[BaseModel], tags: frozenset[str]) -> tupl
         return param, f"`{param}` must not be empty" if least == 1 else f"`{param}` needs at least {least} items", None
     if kind == "too_long":
         return param, f"`{param}` may have at most {ctx.get('max_length')} items; got {ctx.get('actual_length')}", None
-    if kind == "union_tag_invalid":
-        return f"{param}.type", f"`{param}.type` must be one of {ctx.get('expected_tags')}", None
+    if kind in ("union_tag_invalid", "union_tag_not_found"):  # the field that picks the kind of object
+        field = f"{param}.{ctx.get('discriminator', 'type').strip(chr(39))}"
+        if kind == "union_tag_not_found":
+            return field, f"`{field}` is required", None
+        return field, f"`{field}` must be one of {ctx.get('expected_tags')}", None
     if error["msg"].startswith("Input should be "):  # pydantic's wording, turned to name the field
         return param, f"`{param}` must be {error['msg'][len('Input should be '):]}", None
     return param, f"`{param}`: {error['msg']}", None

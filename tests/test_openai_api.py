@@ -218,8 +218,21 @@ def error_of(response: requests.Response) -> dict:
     ({"messages": [user("x")], "tools": [{"type": "function"}]}, "tools", "not supported"),
     ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}, "messages",
      "last message"),
-    ({"messages": [{"role": "robot", "content": "hi"}]}, "messages[0].role", "'system', 'developer', 'user' or"),
+    ({"messages": [{"role": "robot", "content": "hi"}]}, "messages[0].role", "one of 'user', 'system'"),
     ({"messages": [user("x", "data:image/png;base64,@@@")]}, "messages[0].content[1].image_url", "base64"),
+    ({"messages": [{"role": "assistant", "content": [{"type": "image_url", "image_url": {"url": "x"}}]},
+                   user("x")]}, "messages[0].content", "user messages only"),
+    ({"messages": [{"role": "user", "content": [{"type": "audio"}]}]}, "messages[0].content[0].type",
+     "one of 'text', 'image_url'"),
+    ({"messages": [user("x")], "stop": ["a", "b", "c", "d", "e"]}, "stop", "at most 4"),
+    ({"messages": [user("x")], "stop": "x" * 300}, "stop[0]", "at most 256 characters"),
+    ({"messages": [user("x")], "seed": 2 ** 64}, "seed", "whole number from -9223372036854775808"),
+    ({"messages": [user("x")], "seed": "7"}, "seed", "whole number"),
+    ({"messages": [user("x")], "presence_penalty": 0.5}, "presence_penalty", "not supported"),
+    ({"messages": [user("x")], "logprobs": True}, "logprobs", "not supported"),
+    ({"messages": [user("x")], "response_format": {"type": "json_object"}}, "response_format.type",
+     "no structured output"),
+    ({"messages": [user("x")], "max_tokens": 4, "min_tokens": 5}, "min_tokens", "must not exceed"),
 ])
 def test_bad_requests_get_400_naming_the_field(fake, body, param, fragment):
     with gateway(fake.url) as (url, _):
@@ -227,6 +240,21 @@ def test_bad_requests_get_400_naming_the_field(fake, body, param, fragment):
     error = error_of(response)
     assert response.status_code == 400 and error["param"] == param and fragment in error["message"], error
     assert error["type"] == "invalid_request_error" and fake.calls == 0
+
+
+def test_empty_defaults_of_refused_fields_and_ignored_fields_are_accepted(fake):
+    """Clients send empty defaults (Spring AI, LangChain4j: `tools: []`, `logprobs: false`,
+    penalties 0) and fields that do not change the answer: those keep working."""
+    body = {"messages": [user("x")], "tools": [], "tool_choice": "none", "logprobs": False, "presence_penalty": 0.0,
+            "frequency_penalty": 0, "logit_bias": {}, "modalities": ["text"], "user": "u-1", "metadata": {"a": "b"},
+            "store": False, "parallel_tool_calls": True, "service_tier": "auto", "n": 1, "max_tokens": 16.0,
+            "seed": 3.0, "stop": [], "top_k": 40, "min_tokens": 2}
+    with gateway(fake.url) as (url, _):
+        response = post(url, body)
+    assert response.status_code == 200, response.text
+    sent = fake.payloads[-1]
+    assert (sent["max_tokens"], sent["seed"], sent["top_k"], sent["min_tokens"]) == (16, 3, 40, 2)
+    assert "stop" not in sent and "tools" not in sent and "user" not in sent
 
 
 def test_status_codes_in_openai_shape(fake):
