@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from tests.gateway_support import ANALYZE, FakeUpstream, analyze, jpeg
-from tests.procs import Proc, free_port, python
+from tests.procs import ROOT, Proc, free_port, python
 
 pytestmark = pytest.mark.slow
 MAX_UPLOAD = 1024 * 1024
@@ -141,3 +141,16 @@ def test_bad_setting_stops_the_start_with_exit_3(tmp_path):
     code = proc.wait(timeout=30)
     assert code == 3
     assert "MODEL_URL='ftp://nowhere'" in proc.output() and "GATEWAY_WORKERS='zero'" in proc.output()
+
+
+def test_the_configuration_sets_the_metrics_directory_before_prometheus_client_is_imported(tmp_path):
+    """prometheus-client picks its storage once, when first imported: loading the gunicorn
+    configuration (in the master, before any worker) must name the directory first."""
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    probe = ("import os, sys; import gateway.gunicorn_conf; "
+             "print('prometheus_client' in sys.modules, os.environ['PROMETHEUS_MULTIPROC_DIR'])")
+    done = subprocess.run(python("-c", probe), capture_output=True, text=True, timeout=60,
+                          env={**env, "TMPDIR": str(tmp_path)}, cwd=ROOT)
+    imported, directory = done.stdout.split()
+    assert done.returncode == 0 and imported == "False", done.stderr
+    assert directory.startswith(str(tmp_path)) and os.path.isdir(directory)
