@@ -19,6 +19,8 @@ from pathlib import Path
 
 import requests
 
+from gateway.settings import GatewaySettings
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # Tuned for a quick run: faults are detected and healed in seconds, not minutes.
@@ -114,7 +116,7 @@ class Stack:
         self.model_url = self.env["MODEL_URL"]
         self.supervisor_url = f"http://127.0.0.1:{self.ports['SUPERVISOR_PORT']}"
         self.read_timeout_s = float(SETTINGS["UPSTREAM_READ_TIMEOUT_SECONDS"])
-        self.graceful_timeout_s = int(self.read_timeout_s) + 5   # gateway/gunicorn_conf.py
+        self.graceful_timeout_s = GatewaySettings.from_env(self.env).graceful_timeout_s  # gunicorn_conf's
         self.supervisor: Proc | None = None
         self.gateway: Proc | None = None
 

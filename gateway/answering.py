@@ -53,8 +53,8 @@ class Answering:
         self.settings, self.cache, self.upstream, self.admission, self.metrics = (
             settings, cache, upstream, admission, metrics)
         self.flights = SingleFlight()
-        # A follower waits at most as long as the leader's model call may take.
-        self._follower_wait_s = settings.connect_timeout_s + settings.read_timeout_s + 5
+        # A follower waits at most as long as the leader may wait for a slot and then call.
+        self._follower_wait_s = settings.admission_wait_s + settings.connect_timeout_s + settings.read_timeout_s + 5
 
     def answer(self, key: str, payload: Callable[[], dict], trace: up.Trace, fallback: bool = True,
                reuse: bool = True) -> Answer:

@@ -23,7 +23,8 @@ threads = _settings.threads
 # A gthread worker's heartbeat does not depend on its request threads, so a model
 # call that runs long does not get the worker killed.
 timeout = 30
-graceful_timeout = int(_settings.read_timeout_s) + 5
+# Requests waiting for a model call slot are in flight too: they get their answer.
+graceful_timeout = _settings.graceful_timeout_s
 keepalive = 5
 accesslog = None
 errorlog = "-"

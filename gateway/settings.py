@@ -128,6 +128,12 @@ class GatewaySettings:
                                             "limit: MAX_UPLOAD_BYTES)")
     log_level: str = setting("LOG_LEVEL", "info", choice(*logs.LEVELS), "Log verbosity")
 
+    @property
+    def graceful_timeout_s(self) -> int:
+        """How long a stopping gateway lets its requests finish: the longest a request may
+        wait for a model call slot, then the longest the call may take, and a margin."""
+        return int(self.admission_wait_s + self.read_timeout_s) + 5
+
     def __post_init__(self):
         needed = self.max_in_flight + self.admission_queue + SPARE_THREADS
         if self.threads < needed:

@@ -143,6 +143,7 @@ def test_the_openai_sdk_works_with_either_base_url(documented, suffix):
 
 def test_seed_and_stop_reach_the_model_and_the_cache_key(documented):
     url, fake, _, _ = documented
+    # The SDK keeps one connection alive, so one worker answers all: the default cache is per worker.
     client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=30)
     image = data_url(jpeg(40, 30, (1, 2, 3)))
 
@@ -161,13 +162,15 @@ def test_seed_and_stop_reach_the_model_and_the_cache_key(documented):
 
 def test_a_sample_without_a_seed_is_not_cached(documented):
     url, fake, _, _ = documented
+    # One keep-alive connection, so one worker: the default cache is per worker (CACHE_URL shares one).
+    session = requests.Session()
     body = {"model": "llava-demo", "temperature": 0.7, "messages": [user("Sample me", data_url(jpeg(8, 8)))]}
     calls = fake.calls
-    statuses = [requests.post(url + "/v1/chat/completions", json=body, timeout=30).headers["X-Gateway-Status"]
+    statuses = [session.post(url + "/v1/chat/completions", json=body, timeout=30).headers["X-Gateway-Status"]
                 for _ in range(2)]
     assert statuses == ["SUCCESS", "SUCCESS"] and fake.calls == calls + 2
     greedy = {**body, "temperature": 0}
-    statuses = [requests.post(url + "/v1/chat/completions", json=greedy, timeout=30).headers["X-Gateway-Status"]
+    statuses = [session.post(url + "/v1/chat/completions", json=greedy, timeout=30).headers["X-Gateway-Status"]
                 for _ in range(2)]
     assert statuses == ["SUCCESS", "CACHED"]
 
