@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install test bench bench-gpu gpu-wheels clean demo run chaos k8s-rules
+.PHONY: install test bench bench-gpu bench-admission gpu-wheels clean demo run chaos k8s-rules
 
 install: $(STAMP)
 
@@ -16,6 +16,7 @@ $(STAMP): requirements*.txt
 	@touch $@
 
 test: install
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
 # The whole stack in the foreground (supervisor + model process + gateway); Ctrl-C stops it.
@@ -29,6 +30,10 @@ run: install
 
 bench: install
 	$(PY) -m bench.run_cpu
+
+# Admission on the demo stack with default settings: 32 concurrent clients, then a burst of 300.
+bench-admission: install
+	$(PY) -m bench.admission
 
 # The full-size 7B architecture on a CUDA GPU (random weights, no download); says so and exits without one.
 bench-gpu: install

@@ -28,7 +28,7 @@ from llava_common.settings import load_or_exit
 
 ROOT = Path(__file__).resolve().parent
 READY_TIMEOUT_S = 1800          # a first `make run` may download 14 GB of weights
-GATEWAY_STOP_S = 75             # gunicorn's graceful timeout (read timeout + 5) and a margin
+GATEWAY_STOP_MARGIN_S = 10      # over gunicorn's graceful timeout (GatewaySettings.graceful_timeout_s)
 MODEL_STOP_S = 60               # the supervisor's stop grace and a margin
 EXAMPLE_PROMPT = "What's in this picture?"
 
@@ -69,7 +69,7 @@ def main(argv: list[str]) -> int:
             if code is not None:
                 break
     print("stack: stopping", flush=True)
-    terminate(children["gateway"], GATEWAY_STOP_S)
+    terminate(children["gateway"], settings.graceful_timeout_s + GATEWAY_STOP_MARGIN_S)
     terminate(children["model"], MODEL_STOP_S)
     print("stack: stopped", flush=True)
     return exit_codes.OK if code is None else code
@@ -115,7 +115,8 @@ def print_example(url: str, settings) -> None:
     auth = ' -H "Authorization: Bearer $API_KEY"' if settings.api_keys else ""
     print(f"\nstack: ready. Try (the same again answers CACHED):\n\n"
           f"  curl{auth} -F image=@{photo} -F prompt=\"{EXAMPLE_PROMPT}\" {url}/api/v1/multimodal/analyze\n\n"
-          f"  OpenAI-compatible base URL (Spring AI, LangChain4j, OpenAI SDKs): {url}/v1\n"
+          f"  OpenAI-compatible base URL (Spring AI, LangChain4j, OpenAI SDKs): {url}/v1 "
+          "(also served without /v1)\n"
           f"  health: {url}/health/ready   metrics: {url}/metrics   API description: {url}/openapi.json\n", flush=True)
 
 

@@ -95,7 +95,8 @@ def build_checkpoint(out: Path, tiny: bool) -> Path:
     ids = dict(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     config = LlavaNextConfig(vision_config=CLIPVisionConfig(**(VISION_TINY if tiny else VISION_7B)).to_dict(),
                              text_config=LlamaConfig(**(TEXT_TINY if tiny else TEXT_7B), **ids).to_dict(),
-                             image_token_index=tok.convert_tokens_to_ids("<image>"), image_grid_pinpoints=GRID_PINPOINTS,
+                             image_token_index=tok.convert_tokens_to_ids("<image>"),
+                             image_grid_pinpoints=GRID_PINPOINTS,
                              vision_feature_layer=-2, vision_feature_select_strategy="default", image_seq_length=576,
                              tie_word_embeddings=False)
     out.mkdir(parents=True, exist_ok=True)
@@ -169,7 +170,8 @@ def measure(mode: str, checkpoint: Path, args, device: str) -> dict:
     with Proc(python("llava_server.py"), env=env) as server:
         server.wait_for(url + "/health", 200, timeout=1800)
         ready_s = time.perf_counter() - started
-        print(f"[gpu] {mode}: ready in {ready_s:.1f}s; measuring time to first token and batch-1 decode", file=sys.stderr)
+        print(f"[gpu] {mode}: ready in {ready_s:.1f}s; measuring time to first token and batch-1 decode",
+              file=sys.stderr)
         # Measured on whole completions, not on streamed text: random weights may
         # emit tokens that decode to nothing. TTFT = a 1-token completion; decode
         # rate = the extra tokens over the extra time of a longer one.
@@ -187,7 +189,8 @@ def measure(mode: str, checkpoint: Path, args, device: str) -> dict:
         health = requests.get(url + "/health", timeout=10).json()
         if health.get("engine") != mode:
             raise SystemExit(f"asked for ENGINE={mode}, the server ran {health.get('engine')}: see its log")
-        return {"ready_s": ready_s, "decode": health.get("decode"), "rows_held": health.get("rows"), "schema": schema, "load_s": metric(url, "llava_model_load_seconds") or 0.0,
+        return {"ready_s": ready_s, "decode": health.get("decode"), "rows_held": health.get("rows"), "schema": schema,
+                "load_s": metric(url, "llava_model_load_seconds") or 0.0,
                 "warmup_s": metric(url, "llava_model_warmup_seconds") or 0.0, "ttft": ttft,
                 "batch1": (args.tokens - 1) / max(full - ttft, 1e-9), "rows": rows,
                 "memory": metric(url, "llava_model_gpu_memory_used_bytes") or 0.0}
@@ -222,7 +225,8 @@ def report(results: dict, args, argv_text: str, device: str, prompt_tokens: int)
                  cells(lambda r: r, lambda r: f"{r['ready_s']:.1f} s (weights {r['load_s']:.1f} s, warmup "
                                               f"{r['warmup_s']:.1f} s)"), "weights load + seconds",
                  f"<= {TARGETS['ready_s']:.0f} s"),
-             row(f"time to first token, alone, median of {args.repeats}", cells(lambda r: r["ttft"], lambda v: f"{v * 1000:.0f} ms"),
+             row(f"time to first token, alone, median of {args.repeats}",
+                 cells(lambda r: r["ttft"], lambda v: f"{v * 1000:.0f} ms"),
                  f"{ceiling.prefill_s(prompt_tokens) * 1000:.0f} ms", f"<= {TARGETS['ttft'] * 1000:.0f} ms"),
              row("decode at batch 1", cells(lambda r: r["batch1"], lambda v: f"{v:.1f} tokens/s"),
                  f"{ceiling.batch1(prompt_tokens, new):.0f} tokens/s", f">= {TARGETS['batch1']:.0f} tokens/s")]
@@ -233,11 +237,13 @@ def report(results: dict, args, argv_text: str, device: str, prompt_tokens: int)
                          f">= {TARGETS[concurrency]:.0f} tokens/s" if concurrency in TARGETS else ""))
         if concurrency == 8:
             lines.append(row("latency at concurrency 8: p50 / p95",
-                             cells(lambda r: r["rows"][index][1], lambda v: f"{v.p50:.2f} s / {v.percentile(0.95):.2f} s"),
+                             cells(lambda r: r["rows"][index][1],
+                                   lambda v: f"{v.p50:.2f} s / {v.percentile(0.95):.2f} s"),
                              f"{ceiling.latency(8, prompt_tokens, new):.2f} s", f"p95 <= {TARGETS['p95_8']:.1f} s"))
     if args.schema:
-        lines.append(row("structured output: tokens/s at concurrency 8 with a JSON Schema / free text of as many tokens",
-                         cells(lambda r: r["schema"], lambda v: f"{v[0]:.0f} / {v[1]:.0f} = {v[0] / v[1]:.2f}x"), "", ""))
+        lines.append(row("structured output: tokens/s at concurrency 8 with a JSON Schema / free text of as many "
+                         "tokens", cells(lambda r: r["schema"], lambda v: f"{v[0]:.0f} / {v[1]:.0f} = "
+                                                                        f"{v[0] / v[1]:.2f}x"), "", ""))
     lines += [row("decode step as served (`/health` decode)", cells(lambda r: r["decode"], str), "", ""),
               row("GPU memory allocated after the runs (continuous: KV rows preallocated)",
                   cells(lambda r: r, lambda r: f"{r['memory'] / 2**30:.1f} GiB"

@@ -57,9 +57,9 @@ def b64(data: bytes) -> str:
 
 def serve_model(batch_size: int, demo_dir: str, **env) -> tuple[Proc, str]:
     port = free_port()
-    proc = Proc(python("llava_server.py"), env={"MODEL_PATH": "demo", "DEMO_MODEL_DIR": demo_dir, "MODEL_PORT": str(port),
-                                                 "MAX_BATCH_SIZE": str(batch_size), "WARMUP_REQUESTS": "4",
-                                                 "LOG_LEVEL": "warning", **env})
+    proc = Proc(python("llava_server.py"), env={"MODEL_PATH": "demo", "DEMO_MODEL_DIR": demo_dir,
+                                                 "MODEL_PORT": str(port), "MAX_BATCH_SIZE": str(batch_size),
+                                                 "WARMUP_REQUESTS": "4", "LOG_LEVEL": "warning", **env})
     url = f"http://127.0.0.1:{port}"
     proc.wait_for(url + "/health", 200, timeout=600)
     return proc, url
@@ -72,8 +72,8 @@ def serve_gunicorn(app: str, env: dict) -> tuple[Proc, str]:
                 env={"GATEWAY_PORT": str(port), "GATEWAY_WORKERS": "2", "LOG_LEVEL": "warning",
                      "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="bench-metrics-"), **env})
     url = f"http://127.0.0.1:{port}"
-    proc.wait_for(url + "/health/live" if app.startswith("gateway") else url + "/", 200 if app.startswith("gateway") else 404,
-                  timeout=60)
+    gateway = app.startswith("gateway")
+    proc.wait_for(url + "/health/live" if gateway else url + "/", 200 if gateway else 404, timeout=60)
     return proc, url
 
 
@@ -148,16 +148,15 @@ def structured(args) -> list[dict]:
 def structured_lines(rows: list[dict]) -> list[str]:
     free = [r for r in rows if r["mode"] == "free text"]
     schema = [r for r in rows if r["mode"] == "schema"]
-    med = lambda rs, k: statistics.median(r[k] for r in rs)
     ratio = statistics.median(s["tokens_per_s"] / f["tokens_per_s"] for s, f in zip(schema, free))
     return ["## Structured output: a JSON Schema against free text (continuous engine, concurrency 8, 24 requests)", "",
             "| measurement | free text | schema | **schema / free** |", "|---|---|---|---|",
-            f"| generated tokens/s | {med(free, 'tokens_per_s'):.0f} | {med(schema, 'tokens_per_s'):.0f} | "
+            f"| generated tokens/s | {_median(free, 'tokens_per_s'):.0f} | {_median(schema, 'tokens_per_s'):.0f} | "
             f"**{ratio:.2f}x** |",
-            f"| requests/s | {med(free, 'rps'):.2f} | {med(schema, 'rps'):.2f} | "
+            f"| requests/s | {_median(free, 'rps'):.2f} | {_median(schema, 'rps'):.2f} | "
             f"**{statistics.median(s['rps'] / f['rps'] for s, f in zip(schema, free)):.2f}x** |",
-            f"| tokens per answer (free text: as many, by min_tokens) | {med(free, 'tokens'):.0f} | "
-            f"{med(schema, 'tokens'):.0f} | |", "",
+            f"| tokens per answer (free text: as many, by min_tokens) | {_median(free, 'tokens'):.0f} | "
+            f"{_median(schema, 'tokens'):.0f} | |", "",
             "A row with a grammar needs its chosen token on the host before the next step's mask exists, so steps "
             "with such a row do not overlap the host's work with the device's; the masks themselves take "
             "microseconds.", ""]
@@ -179,7 +178,8 @@ def batching(args) -> list[dict]:
                     if result.errors:
                         raise SystemExit(f"{mode}: {result.errors} requests failed: {result.labels}")
                     rows.append({"concurrency": concurrency, "round": round_no, "mode": mode, "rps": result.rps,
-                                 "tokens_per_s": result.tokens_per_s, "p50": result.p50, "p95": result.percentile(0.95)})
+                                 "tokens_per_s": result.tokens_per_s, "p50": result.p50,
+                                 "p95": result.percentile(0.95)})
     finally:
         for proc, _ in servers.values():
             proc.stop()
@@ -196,14 +196,17 @@ def gateway_overhead(args) -> dict:
         upload = load.post_upload
         # Warm both workers' caches: keep asking until a run of answers is all CACHED.
         for _ in range(10):
-            warm = load.run(upload(gateway_url + "/api/v1/multimodal/analyze"), [(photo, PROMPT)] * 16, 4, "[gateway] warming the cache")
+            warm = load.run(upload(gateway_url + "/api/v1/multimodal/analyze"), [(photo, PROMPT)] * 16, 4,
+                            "[gateway] warming the cache")
             if warm.labels.get("CACHED") == 16:
                 break
         rounds = []
         for round_no in range(1, args.rounds + 1):
             items = [(photo, PROMPT)] * args.hits
-            via_gateway = load.run(upload(gateway_url + "/api/v1/multimodal/analyze"), items, 8, f"[gateway] round {round_no}, cache hits")
-            floor = load.run(upload(bare_url + "/api/v1/multimodal/analyze"), items, 8, f"[gateway] round {round_no}, bare endpoint")
+            via_gateway = load.run(upload(gateway_url + "/api/v1/multimodal/analyze"), items, 8,
+                                   f"[gateway] round {round_no}, cache hits")
+            floor = load.run(upload(bare_url + "/api/v1/multimodal/analyze"), items, 8,
+                             f"[gateway] round {round_no}, bare endpoint")
             if via_gateway.labels.get("CACHED") != len(items) or floor.errors:
                 raise SystemExit(f"unexpected answers: gateway {via_gateway.labels}, bare {floor.labels}")
             rounds.append((via_gateway, floor))
@@ -236,14 +239,16 @@ def decode_modes(args) -> list[dict]:
     rows = []
 
     def body(seed: int, tokens: int) -> dict:
-        return {"image": b64(jpeg(seed)), "prompt": PROMPT, "max_tokens": tokens, "min_tokens": tokens, "temperature": 0}
+        return {"image": b64(jpeg(seed)), "prompt": PROMPT, "max_tokens": tokens, "min_tokens": tokens,
+                "temperature": 0}
 
     try:
         for round_no in range(1, args.rounds + 1):
             for mode, (_, url) in servers.items():
                 send = load.post_json(url + "/v1/analyze")
                 # Batch-1 decode rate: the extra tokens over the extra time of a longer answer.
-                short = load.run(send, [body(40_000 + i, 1) for i in range(5)], 1, f"[decode] round {round_no}, {mode}, 1 token")
+                short = load.run(send, [body(40_000 + i, 1) for i in range(5)], 1,
+                                 f"[decode] round {round_no}, {mode}, 1 token")
                 long = load.run(send, [body(41_000 + i, args.decode_tokens) for i in range(5)], 1,
                                 f"[decode] round {round_no}, {mode}, {args.decode_tokens} tokens")
                 many = load.run(send, [body(42_000 + i, args.tokens) for i in range(24)], 8,
@@ -262,20 +267,27 @@ def decode_modes(args) -> list[dict]:
     return rows
 
 
+def _median(rows: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in rows)
+
+
 def engine_lines(engine_rows: list[dict], args) -> list[str]:
     continuous = [r for r in engine_rows if r["engine"] == "continuous"]
     generate = [r for r in engine_rows if r["engine"] == "generate"]
-    med = lambda rs, k: statistics.median(r[k] for r in rs)
-    ratio = lambda k: statistics.median(c[k] / g[k] for c, g in zip(continuous, generate))
+
+    def ratio(key: str) -> float:
+        return statistics.median(c[key] / g[key] for c, g in zip(continuous, generate))
+
     return [f"## Engines: continuous vs generate, concurrency 8, {args.mixed_requests} requests of one 336x336 image, "
             f"max_tokens drawn from {' / '.join(map(str, MIXED_TOKENS))}, MAX_BATCH_SIZE=8", "",
             "| measurement | generate | continuous | **continuous / generate** |", "|---|---|---|---|",
-            f"| throughput, generated tokens/s | {med(generate, 'tokens_per_s'):.0f} | {med(continuous, 'tokens_per_s'):.0f} | "
+            f"| throughput, generated tokens/s | {_median(generate, 'tokens_per_s'):.0f} | "
+            f"{_median(continuous, 'tokens_per_s'):.0f} | "
             f"**{ratio('tokens_per_s'):.2f}x** |",
-            f"| p50 latency, all requests, s | {med(generate, 'p50'):.2f} | {med(continuous, 'p50'):.2f} | "
+            f"| p50 latency, all requests, s | {_median(generate, 'p50'):.2f} | {_median(continuous, 'p50'):.2f} | "
             f"**{ratio('p50'):.2f}x** |",
-            f"| p50 latency of the {min(MIXED_TOKENS)}-token requests, s | {med(generate, 'short_p50'):.2f} | "
-            f"{med(continuous, 'short_p50'):.2f} | **{ratio('short_p50'):.2f}x** |", "",
+            f"| p50 latency of the {min(MIXED_TOKENS)}-token requests, s | {_median(generate, 'short_p50'):.2f} | "
+            f"{_median(continuous, 'short_p50'):.2f} | **{ratio('short_p50'):.2f}x** |", "",
             "A generate batch runs until its longest row ends, so a 16-token answer batched with a 256-token one "
             "waits for it; continuous rows leave as they finish and waiting requests take their rows.", ""]
 
@@ -284,39 +296,44 @@ def report(engine_rows: list[dict], structured_rows: list[dict], batch_rows: lis
            decode_rows: list[dict], args, command: str) -> str:
     lines = ["# CPU benchmarks (demo model)", "", f"Command: `{command}`  ",
              f"Date: {datetime.datetime.now():%Y-%m-%d %H:%M}, {platform.machine()}, {platform.python_version()}; "
-             f"{args.rounds} alternating round(s) per comparison; the machine is shared, so compare ratios, not absolutes.", ""]
+             f"{args.rounds} alternating round(s) per comparison; the machine is shared, so compare ratios, not "
+             f"absolutes.", ""]
     lines += engine_lines(engine_rows, args)
     lines += structured_lines(structured_rows)
     lines += [f"## Batching (continuous engine): {args.tokens} new tokens per request, MAX_BATCH_SIZE=8 vs 1", "",
-             "| concurrency | batched req/s | unbatched req/s | **ratio** | batched p50 / p95 s | unbatched p50 / p95 s |",
+             "| concurrency | batched req/s | unbatched req/s | **ratio** | batched p50 / p95 s | unbatched p50 / p95 "
+             "s |",
              "|---|---|---|---|---|---|"]
     for concurrency in args.concurrency:
         rows = [r for r in batch_rows if r["concurrency"] == concurrency]
         on = [r for r in rows if r["mode"] == "batched"]
         off = [r for r in rows if r["mode"] == "unbatched"]
         ratio = statistics.median(a["rps"] / b["rps"] for a, b in zip(on, off))
-        med = lambda rs, k: statistics.median(r[k] for r in rs)
-        lines.append(f"| {concurrency} | {med(on, 'rps'):.2f} | {med(off, 'rps'):.2f} | **{ratio:.2f}x** | "
-                     f"{med(on, 'p50'):.2f} / {med(on, 'p95'):.2f} | {med(off, 'p50'):.2f} / {med(off, 'p95'):.2f} |")
+        lines.append(f"| {concurrency} | {_median(on, 'rps'):.2f} | {_median(off, 'rps'):.2f} | **{ratio:.2f}x** | "
+                     f"{_median(on, 'p50'):.2f} / {_median(on, 'p95'):.2f} | {_median(off, 'p50'):.2f} / "
+                     f"{_median(off, 'p95'):.2f} |")
     hit_ratio = statistics.median(g.rps / f.rps for g, f in gateway["rounds"])
     lines += ["", "## Gateway overhead", "",
               "| measurement | gateway | floor | **ratio** |", "|---|---|---|---|",
-              f"| cache-hit throughput at concurrency 8, req/s (floor: bare Flask upload endpoint, same gunicorn settings) | "
-              f"{statistics.median(g.rps for g, _ in gateway['rounds']):.0f} | {statistics.median(f.rps for _, f in gateway['rounds']):.0f} | "
-              f"**{hit_ratio:.2f}x** |",
+              "| cache-hit throughput at concurrency 8, req/s (floor: bare Flask upload endpoint, same gunicorn "
+              f"settings) | {statistics.median(g.rps for g, _ in gateway['rounds']):.0f} | "
+              f"{statistics.median(f.rps for _, f in gateway['rounds']):.0f} | **{hit_ratio:.2f}x** |",
               f"| cache-miss latency, median of {args.misses}, s (floor: straight to the model process) | "
-              f"{gateway['through']:.3f} | {gateway['direct']:.3f} | **{gateway['through'] / gateway['direct']:.2f}x** |", "",
+              f"{gateway['through']:.3f} | {gateway['direct']:.3f} | "
+              f"**{gateway['through'] / gateway['direct']:.2f}x** |", "",
               "![throughput and latency against concurrency](cpu-concurrency.png)", ""]
     eager = [r for r in decode_rows if r["mode"] == "eager"]
     compiled = [r for r in decode_rows if r["mode"] == "compiled"]
-    med = lambda rs, k: statistics.median(r[k] for r in rs)
-    ratio = lambda k: statistics.median(c[k] / e[k] for c, e in zip(compiled, eager))
+
+    def ratio(key: str) -> float:
+        return statistics.median(c[key] / e[key] for c, e in zip(compiled, eager))
+
     lines += ["## The generate engine's decode step: compiled (static KV cache + torch.compile, inductor) vs eager", "",
               "| measurement | eager | compiled | **ratio** |", "|---|---|---|---|",
               f"| decode at batch 1, tokens/s ({args.decode_tokens} vs 1 new tokens, median of 5 each) | "
-              f"{med(eager, 'decode'):.0f} | {med(compiled, 'decode'):.0f} | **{ratio('decode'):.2f}x** |",
-              f"| throughput at concurrency 8, {args.tokens} new tokens, req/s | {med(eager, 'rps'):.2f} | "
-              f"{med(compiled, 'rps'):.2f} | **{ratio('rps'):.2f}x** |", "",
+              f"{_median(eager, 'decode'):.0f} | {_median(compiled, 'decode'):.0f} | **{ratio('decode'):.2f}x** |",
+              f"| throughput at concurrency 8, {args.tokens} new tokens, req/s | {_median(eager, 'rps'):.2f} | "
+              f"{_median(compiled, 'rps'):.2f} | **{ratio('rps'):.2f}x** |", "",
               "On the demo model a decode step is almost all Python and dispatch overhead, which is what compiling "
               "removes; prefill (~2,400 image tokens) is not compiled, so whole requests gain less.", ""]
     return "\n".join(lines)
@@ -331,7 +348,8 @@ def plot(batch_rows: list[dict], args, path: Path) -> None:
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for mode, style, color in (("batched", "o-", "C0"), ("unbatched", "s--", "C1")):
         rows = [[r for r in batch_rows if r["mode"] == mode and r["concurrency"] == c] for c in args.concurrency]
-        left.plot(args.concurrency, [statistics.median(r["rps"] for r in rs) for rs in rows], style, color=color, label=mode)
+        left.plot(args.concurrency, [statistics.median(r["rps"] for r in rs) for rs in rows], style, color=color,
+                  label=mode)
         right.plot(args.concurrency, [statistics.median(r["p50"] for r in rs) for rs in rows], style, color=color,
                    label=f"{mode} p50")
         right.plot(args.concurrency, [statistics.median(r["p95"] for r in rs) for rs in rows], style, color=color,

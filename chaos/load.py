@@ -24,7 +24,7 @@ PROMPTS = ("What is in this picture?", "Describe the colours.", "Is there a pers
 HOT_SHARE = 0.3      # share of requests drawn from the hot set (cacheable repeats)
 HOT_SET = 4
 
-# What an answer may be (DESIGN.md's table): status -> HTTP code, and whether
+# What an answer may be (docs/DESIGN.md's table): status -> HTTP code, and whether
 # Retry-After is required.
 DESIGNED = {"SUCCESS": (200, False), "CACHED": (200, False), "FALLBACK": (200, False),
             "OVERLOADED": (429, True), "SERVICE_UNAVAILABLE": (503, True)}

@@ -107,7 +107,8 @@ def memory_line(report: Report) -> str:
 def markdown(report: Report, command: str) -> str:
     timing = TIMINGS[report.mode]
     settings = ", ".join(f"`{k}={v}`" for k, v in SETTINGS.items()
-                         if k.startswith(("SUPERVISOR_", "UPSTREAM_", "BREAKER_", "GATEWAY_", "SHUTDOWN_")))
+                         if k.startswith(("SUPERVISOR_", "UPSTREAM_", "BREAKER_", "GATEWAY_", "SHUTDOWN_",
+                                          "MAX_UPSTREAM_", "ADMISSION_")))
     verdict = "every check passed" if report.ok else "**checks failed**: " + "; ".join(
         report.problems + [f"{s.name}: {p}" for s in report.summaries for p in s.problems])
     return f"""## Reliability

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import requests
 
+from gateway.settings import GatewaySettings
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # Tuned for a quick run: faults are detected and healed in seconds, not minutes.
@@ -35,7 +37,9 @@ SETTINGS = {
     "SUPERVISOR_STABLE_SECONDS": "5",
     "GATEWAY_WORKERS": "2",
     "GATEWAY_THREADS": "16",
-    "MAX_UPSTREAM_IN_FLIGHT": "4",             # x 2 workers = MAX_BATCH_SIZE: excess is 429 at once, not queued
+    "MAX_UPSTREAM_IN_FLIGHT": "4",             # x 2 workers = MAX_BATCH_SIZE
+    "ADMISSION_QUEUE": "8",                    # 16 clients: some wait their turn, the rest see 429 at once
+    "ADMISSION_WAIT_SECONDS": "5",             # well under the clients' 20 s: a wait ends in an answer
     "UPSTREAM_READ_TIMEOUT_SECONDS": "5",      # "slow past the read timeout" costs 5 s, not 60
     "UPSTREAM_HEALTH_INTERVAL_SECONDS": "0.5",
     "BREAKER_RESET_SECONDS": "3",
@@ -112,7 +116,7 @@ class Stack:
         self.model_url = self.env["MODEL_URL"]
         self.supervisor_url = f"http://127.0.0.1:{self.ports['SUPERVISOR_PORT']}"
         self.read_timeout_s = float(SETTINGS["UPSTREAM_READ_TIMEOUT_SECONDS"])
-        self.graceful_timeout_s = int(self.read_timeout_s) + 5   # gateway/gunicorn_conf.py
+        self.graceful_timeout_s = GatewaySettings.from_env(self.env).graceful_timeout_s  # gunicorn_conf's
         self.supervisor: Proc | None = None
         self.gateway: Proc | None = None
 

@@ -1,24 +1,27 @@
-"""The gateway: DESIGN.md's public REST API in front of the model process.
+"""The gateway: the public REST API in front of the model process (the contract is
+docs/DESIGN.md). Two faces over one core, read top-down:
 
-Read top-down: settings -> api (auth, validation, images) -> analyze (cache,
-single-flight, admission, upstream with breaker, fallback) -> metrics. The
-OpenAI face (openai_api: chat completions, models) takes the same path;
-openapi serves both APIs as an OpenAPI 3 document.
-`create_app(settings)` builds everything; nothing lives at module level.
+- settings.py: every setting, declared once.
+- boundary.py: what every request goes through (request id, trace context, API
+  key, counting, the request log) and the errors no face claims.
+- native_api.py: the seed's API, POST /api/v1/multimodal/analyze (its models:
+  native_schema.py). openai_api.py: the OpenAI face, /v1/chat/completions and
+  /v1/models, also served without /v1 (openai_schema.py; chat.py turns a request
+  into a model call; sse.py relays streams).
+- answering.py: the core both faces call: cache -> single-flight -> admission ->
+  upstream (breaker, timeouts) -> fallback.
+- operations.py: health (Spring Actuator's shape) and metrics; openapi.py: the
+  OpenAPI document, built from the request and answer models.
+
+`create_app(settings)` builds everything; nothing lives at module level. Importing
+this package imports no prometheus-client (multiproc.py says why it matters).
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 
-from flask import Flask
-
-from .admission import Admission
-from .analyze import Analyzer
-from .cache import build_cache
-from .metrics import Metrics
-from .settings import GatewaySettings
-from .upstream import Upstream
+from flask import Flask, current_app
 
 # Room for the multipart framing and the prompt around the image. An early 413 (or
 # 401) leaves the body unread; gunicorn reads and drops it before the next request on
@@ -28,26 +31,36 @@ FORM_OVERHEAD_BYTES = 64 * 1024
 
 @dataclass
 class Parts:
-    settings: GatewaySettings
-    metrics: Metrics
-    upstream: Upstream
-    analyzer: Analyzer
+    settings: object   # GatewaySettings
+    metrics: object    # metrics.Metrics
+    upstream: object   # upstream.Upstream
+    core: object       # answering.Answering
 
 
-def create_app(settings: GatewaySettings, clock=time.monotonic, resolver=None) -> Flask:
-    from .api import bp
-    from .openai_api import bp as openai_bp
-    from .openapi import bp as openapi_bp
+def parts() -> Parts:
+    """The running app's parts (for views and hooks)."""
+    return current_app.extensions["gateway"]
+
+
+def create_app(settings, clock=time.monotonic, resolver=None) -> Flask:
+    from . import boundary, native_api, openai_api, openapi, operations
+    from .admission import Admission
+    from .answering import Answering
+    from .cache import build_cache
+    from .metrics import Metrics
+    from .upstream import Upstream
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + FORM_OVERHEAD_BYTES
     app.json.sort_keys = False
     metrics = Metrics()
     upstream = Upstream(settings, metrics, clock, resolver)  # resolver: DNS for MODEL_URL names (tests fake it)
-    analyzer = Analyzer(settings, build_cache(settings, metrics, clock), upstream,
-                        Admission(settings.max_in_flight, metrics), metrics)
-    app.extensions["gateway"] = Parts(settings, metrics, upstream, analyzer)
-    app.register_blueprint(bp)
-    app.register_blueprint(openai_bp)
-    app.register_blueprint(openapi_bp)
+    admission = Admission(settings.max_in_flight, settings.admission_queue, settings.admission_wait_s, metrics, clock)
+    core = Answering(settings, build_cache(settings, metrics, clock), upstream, admission, metrics)
+    app.extensions["gateway"] = Parts(settings, metrics, upstream, core)
+    boundary.install(app, faces=[openai_api.FACE, native_api.FACE])
+    app.register_blueprint(native_api.bp)
+    openai_api.register(app)
+    app.register_blueprint(operations.bp)
+    app.register_blueprint(openapi.bp)
     return app

@@ -34,12 +34,12 @@ def cache_key(image: bytes, prompt: str, max_tokens: int, temperature: float, mo
     return digest.hexdigest()
 
 
-def chat_cache_key(messages: list, max_tokens: int, temperature: float, top_p: float, model: str) -> str:
+def chat_cache_key(messages: list, params: dict, model: str) -> str:
     """A chat request's key: its messages with each image given as the SHA-256 of its
-    original bytes (see openai_api.py), the parameters and the model. Prefixed so it
-    never meets an analyze key."""
-    material = json.dumps(["chat", messages, max_tokens, repr(float(temperature)), repr(float(top_p)), model],
-                          sort_keys=True)
+    original bytes (see chat.py), every parameter that changes the answer (seed and
+    stop included) and the model. Prefixed so it never meets an analyze key."""
+    material = json.dumps(["chat", messages, {k: repr(v) if isinstance(v, float) else v for k, v in params.items()},
+                           model], sort_keys=True)
     return "chat:" + hashlib.sha256(material.encode()).hexdigest()
 
 

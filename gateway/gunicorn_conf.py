@@ -2,21 +2,19 @@
 
 Settings are validated here, in the master, so a bad value stops the start with
 one clear message (exit 3, gunicorn's and our boot-error code) instead of every
-worker failing. prometheus-client's multiprocess directory is chosen and emptied
-before any worker starts; a worker that exits is marked dead so its live gauges
-drop out.
+worker failing. The metrics directory is chosen before any worker starts (and
+before anything imports prometheus-client: see multiproc.py), emptied at start,
+and removed at exit when it was made here; a worker that exits is marked dead so
+its live gauges drop out.
 """
 import os
-import tempfile
 
-from gateway.metrics import MULTIPROC_ENV, prepare_multiprocess_dir, worker_exited
+from gateway import multiproc
 from gateway.settings import GatewaySettings
 from llava_common.settings import load_or_exit
 
 _settings = load_or_exit(GatewaySettings, "gateway")
-
-# Must be in the environment before any worker imports prometheus_client.
-os.environ.setdefault(MULTIPROC_ENV, tempfile.mkdtemp(prefix="llava-gateway-metrics-"))
+_made_metrics_dir = multiproc.choose()
 
 bind = [f"{_settings.host}:{_settings.port}"]
 workers = _settings.workers
@@ -25,7 +23,8 @@ threads = _settings.threads
 # A gthread worker's heartbeat does not depend on its request threads, so a model
 # call that runs long does not get the worker killed.
 timeout = 30
-graceful_timeout = int(_settings.read_timeout_s) + 5
+# Requests waiting for a model call slot are in flight too: they get their answer.
+graceful_timeout = _settings.graceful_timeout_s
 keepalive = 5
 accesslog = None
 errorlog = "-"
@@ -37,8 +36,12 @@ control_socket_disable = True
 
 
 def on_starting(server):
-    prepare_multiprocess_dir(os.environ[MULTIPROC_ENV])
+    multiproc.prepare(os.environ[multiproc.ENV])
 
 
 def child_exit(server, worker):
-    worker_exited(worker.pid)
+    multiproc.worker_exited(worker.pid)
+
+
+def on_exit(server):
+    multiproc.remove(_made_metrics_dir)

@@ -1,7 +1,7 @@
-"""The gateway's Prometheus metrics: names are part of DESIGN.md's contract.
+"""The gateway's Prometheus metrics: names are part of the contract (docs/DESIGN.md).
 
 Under gunicorn every worker is a process, so prometheus-client runs in
-multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set and cleaned by gunicorn_conf):
+multiprocess mode (PROMETHEUS_MULTIPROC_DIR, chosen and cleaned by multiproc.py):
 each worker writes its samples to files there and /metrics, in whichever worker
 answers it, sums them. Gauges say how they combine across workers.
 """
@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import multiprocess
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+from .multiproc import ENV as MULTIPROC_ENV
 
 # Seconds; a model answer takes from ~0.5 s (short, batched) to a minute (1024 tokens).
 LATENCY_BUCKETS = (0.005, 0.025, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 15, 30, 60, 120)
-BREAKER_STATES = {"closed": 0, "half-open": 1, "open": 2}
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class Metrics:
@@ -42,8 +49,13 @@ class Metrics:
                                multiprocess_mode="livesum", registry=r)
         self.upstream_in_flight = Gauge("llava_upstream_in_flight_requests", "Model calls in flight, by replica",
                                         ["upstream"], multiprocess_mode="livesum", registry=r)
-        self.overloaded = Counter("llava_admission_rejected", "Requests refused with 429 at the admission limit",
-                                  registry=r)
+        self.overloaded = Counter("llava_admission_rejected", "Requests refused with 429 by admission, by reason "
+                                  "(queue_full: the waiting line was full; wait_timeout: no slot within "
+                                  "ADMISSION_WAIT_SECONDS)", ["reason"], registry=r)
+        self.admission_waiting = Gauge("llava_admission_waiting_requests", "Requests waiting for a model call slot",
+                                       multiprocess_mode="livesum", registry=r)
+        self.admission_wait = Histogram("llava_admission_wait_seconds", "Time requests waited for a model call slot",
+                                        buckets=LATENCY_BUCKETS, registry=r)
 
     def exposition(self) -> tuple[bytes, str]:
         if os.environ.get(MULTIPROC_ENV):
@@ -52,15 +64,3 @@ class Metrics:
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
-
-def prepare_multiprocess_dir(path: str) -> None:
-    """Empty the directory at start: files left by a previous run would be summed in."""
-    os.makedirs(path, exist_ok=True)
-    for name in os.listdir(path):
-        if name.endswith(".db"):
-            os.remove(os.path.join(path, name))
-
-
-def worker_exited(pid: int) -> None:
-    if os.environ.get(MULTIPROC_ENV):
-        multiprocess.mark_process_dead(pid)

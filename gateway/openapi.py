@@ -1,194 +1,156 @@
-"""`GET /openapi.json`: both public APIs (the native analyze API and the OpenAI
-face) and the operations endpoints as one OpenAPI 3 document. Hand-written next to
-the code it describes; tests run schemathesis against it (every response the
-gateway gives must match it) and the OpenAI SDK against the gateway."""
+"""`GET /openapi.json`: both faces and the operations endpoints as one OpenAPI 3.1
+document. Its schemas are the JSON Schemas of the pydantic models that validate
+the requests and shape the answers (native_schema.py, openai_schema.py,
+operations.py), so the document cannot drift from the code: what it says is
+refused is refused. Only the paths around them are written here.
+
+(flask-openapi3 and spectree would also build the document from pydantic models,
+but they take over request parsing and error answers, and both faces answer
+errors in their own contract's shape; the hundred lines here keep those ours.)
+Tests run schemathesis against the document: every answer must match it, and
+every request it calls invalid must be refused.
+"""
 from __future__ import annotations
 
-from flask import Blueprint
+from functools import cache
 
-from .validation import MAX_TOKENS_DEFAULT, MAX_TOKENS_RANGE, PROMPT_MAX_CHARS, TEMPERATURE_DEFAULT, TEMPERATURE_RANGE
+from flask import Blueprint
+from pydantic.json_schema import models_json_schema
+
+from . import native_schema as native
+from . import openai_schema as oai
+from .operations import Health
 
 bp = Blueprint("openapi", __name__)
-VERSION = "1.0.0"
-
-
-def _ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(name: str, description: str, retry_after: bool = False) -> dict:
-    answer = {"description": description, "content": {"application/json": {"schema": _ref(name)}}}
-    if retry_after:
-        answer["headers"] = {"Retry-After": {"description": "Seconds to wait before retrying",
-                                             "schema": {"type": "integer", "minimum": 1}}}
-    return answer
-
-
-def _errors(name: str, codes: dict[int, str]) -> dict:
-    return {str(code): _json(name, text, retry_after=code in (429, 503)) for code, text in codes.items()}
-
+VERSION = "1.1.0"
+REF = "#/components/schemas/{model}"
+REQUESTS = (native.AnalyzeForm, native.AnalyzeParams, oai.ChatCompletionRequest)
+ANSWERS = (native.AnalysisResult, native.Problem, oai.ChatCompletion, oai.ChatCompletionChunk, oai.ModelList,
+           oai.Model, oai.ErrorResponse, Health)
 
 NATIVE_ERRORS = {400: "VALIDATION_ERROR: a part missing or out of range, a corrupt image, or over the model's context",
                  401: "UNAUTHORIZED: API_KEYS set and no key or a wrong one given",
                  413: "VALIDATION_ERROR: image over MAX_UPLOAD_BYTES or MAX_IMAGE_PIXELS",
                  415: "VALIDATION_ERROR: not a JPEG, PNG, WebP or GIF image",
-                 429: "OVERLOADED: admission limit reached or the model's queue is full",
+                 429: "OVERLOADED: the admission line is full or waited too long, or the model's queue is full",
                  503: "SERVICE_UNAVAILABLE: model unavailable and FALLBACK_ENABLED=false",
                  500: "INTERNAL_ERROR: a bug in the gateway (never expected)"}
-OPENAI_ERRORS = {400: "invalid request (code says what: invalid_request, invalid_image, context_length_exceeded, "
-                      "remote_image_refused, ...)",
+OPENAI_ERRORS = {400: "invalid request; `code` says what (invalid_request, invalid_image, unsupported_image_format, "
+                      "image_too_large, context_length_exceeded, remote_image_refused, unsupported_parameter, "
+                      "unsupported_value)",
                  401: "no API key or a wrong one",
                  404: "model_not_found: a `model` this service does not serve",
-                 413: "request or image too large",
-                 415: "unsupported_image_format",
+                 413: "request_too_large: the body is over the limit",
                  429: "the service is at its limit; see Retry-After",
                  503: "the model is unavailable (down, starting, timed out, breaker open); see Retry-After",
                  500: "a bug in the gateway (never expected)"}
-
-SCHEMAS = {
-    "AnalyzeResponse": {
-        "type": "object", "required": ["status", "result", "requestId", "model", "usage", "latencyMs"],
-        "properties": {
-            "status": {"type": "string", "enum": ["SUCCESS", "CACHED", "FALLBACK", "VALIDATION_ERROR", "OVERLOADED",
-                                                  "SERVICE_UNAVAILABLE", "UNAUTHORIZED", "INTERNAL_ERROR"]},
-            "result": {"type": "string", "description": "The answer, the fallback message, or what is wrong"},
-            "requestId": {"type": "string"},
-            "model": {"type": "string", "nullable": True},
-            "usage": {"type": "object", "nullable": True, "required": ["promptTokens", "completionTokens"],
-                      "properties": {"promptTokens": {"type": "integer"},
-                                     "completionTokens": {"type": "integer"}}},
-            "latencyMs": {"type": "integer", "minimum": 0},
-        },
-    },
-    "Error": {
-        "type": "object", "required": ["error"],
-        "properties": {"error": {"type": "object", "required": ["message", "type", "param", "code"], "properties": {
-            "message": {"type": "string"}, "type": {"type": "string"},
-            "param": {"type": "string", "nullable": True}, "code": {"type": "string"}}}},
-    },
-    "TextPart": {"type": "object", "required": ["type", "text"],
-                 "properties": {"type": {"type": "string", "enum": ["text"]}, "text": {"type": "string"}}},
-    "ImageUrlPart": {
-        "type": "object", "required": ["type", "image_url"],
-        "properties": {"type": {"type": "string", "enum": ["image_url"]},
-                       "image_url": {"type": "object", "required": ["url"], "properties": {
-                           "url": {"type": "string", "description": "data:image/...;base64,<data> or raw base64; "
-                                   "http(s) URLs only for hosts on REMOTE_IMAGE_HOSTS"},
-                           "detail": {"type": "string"}}}},
-    },
-    "Message": {
-        "type": "object", "required": ["role", "content"],
-        "properties": {"role": {"type": "string", "enum": ["system", "developer", "user", "assistant"]},
-                       "content": {"oneOf": [{"type": "string"}, {"type": "array", "minItems": 1, "items": {
-                           "oneOf": [_ref("TextPart"), _ref("ImageUrlPart")]}}]}},
-    },
-    "ChatCompletionRequest": {
-        "type": "object", "required": ["messages"],
-        "properties": {
-            "model": {"type": "string", "description": "A name from GET /v1/models or OPENAI_MODEL_ALIASES"},
-            "messages": {"type": "array", "minItems": 1, "items": _ref("Message"),
-                         "description": "The last one from the user; images only in user messages"},
-            "max_tokens": {"type": "integer", "minimum": MAX_TOKENS_RANGE[0], "maximum": MAX_TOKENS_RANGE[1],
-                           "default": MAX_TOKENS_DEFAULT},
-            "max_completion_tokens": {"type": "integer", "minimum": MAX_TOKENS_RANGE[0],
-                                      "maximum": MAX_TOKENS_RANGE[1]},
-            "temperature": {"type": "number", "minimum": TEMPERATURE_RANGE[0], "maximum": TEMPERATURE_RANGE[1],
-                            "default": 1.0},
-            "top_p": {"type": "number", "exclusiveMinimum": True, "minimum": 0, "maximum": 1, "default": 1.0},
-            "n": {"type": "integer", "enum": [1]},
-            "stream": {"type": "boolean", "default": False},
-            "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
-        },
-    },
-    "Usage": {"type": "object", "required": ["prompt_tokens", "completion_tokens", "total_tokens"],
-              "properties": {"prompt_tokens": {"type": "integer"}, "completion_tokens": {"type": "integer"},
-                             "total_tokens": {"type": "integer"}}},
-    "ChatCompletion": {
-        "type": "object", "required": ["id", "object", "created", "model", "choices", "usage"],
-        "properties": {
-            "id": {"type": "string"}, "object": {"type": "string", "enum": ["chat.completion"]},
-            "created": {"type": "integer"}, "model": {"type": "string"},
-            "choices": {"type": "array", "minItems": 1, "maxItems": 1, "items": {
-                "type": "object", "required": ["index", "message", "finish_reason"],
-                "properties": {"index": {"type": "integer"},
-                               "message": {"type": "object", "required": ["role", "content"], "properties": {
-                                   "role": {"type": "string", "enum": ["assistant"]},
-                                   "content": {"type": "string"}}},
-                               "finish_reason": {"type": "string", "enum": ["stop", "length"]}}}},
-            "usage": _ref("Usage"),
-        },
-    },
-    "ModelList": {
-        "type": "object", "required": ["object", "data"],
-        "properties": {"object": {"type": "string", "enum": ["list"]}, "data": {"type": "array", "items": {
-            "type": "object", "required": ["id", "object", "created", "owned_by"],
-            "properties": {"id": {"type": "string"}, "object": {"type": "string", "enum": ["model"]},
-                           "created": {"type": "integer"}, "owned_by": {"type": "string"}}}}},
-    },
-    "Status": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
-}
-
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying",
+                               "schema": {"type": "integer", "minimum": 1}}}
 # Before OpenAPI 3.2 (`itemSchema`), a text/event-stream schema describes one event.
 STREAM = {"schema": {
     "type": "object", "required": ["data"],
-    "description": "One Server-Sent Event: `data: <chat.completion.chunk JSON>` per token, "
-                   "`data: {\"error\": ...}` if the model fails mid-stream, then `data: [DONE]`",
+    "description": "One Server-Sent Event: `data: <ChatCompletionChunk JSON>` per token, `data: {\"error\": "
+                   "...}` if the model fails mid-stream, then `data: [DONE]`",
     "properties": {"data": {"type": "string"}, "event": {"type": "string"}, "id": {"type": "string"},
                    "retry": {"type": "integer"}}}}
 
 
-def document() -> dict:
-    analyze = {
-        "summary": "Ask about one image (the seed's contract)", "operationId": "analyze",
-        "parameters": [
-            {"name": "max-tokens", "in": "query", "schema": {"type": "integer", "minimum": MAX_TOKENS_RANGE[0],
-                                                             "maximum": MAX_TOKENS_RANGE[1],
-                                                             "default": MAX_TOKENS_DEFAULT}},
-            {"name": "temperature", "in": "query", "schema": {"type": "number", "minimum": TEMPERATURE_RANGE[0],
-                                                              "maximum": TEMPERATURE_RANGE[1],
-                                                              "default": TEMPERATURE_DEFAULT}}],
-        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-            "type": "object", "required": ["image", "prompt"],
-            "properties": {"image": {"type": "string", "format": "binary",
-                                     "description": "JPEG, PNG, WebP or GIF, judged by its bytes"},
-                           "prompt": {"type": "string", "minLength": 1, "maxLength": PROMPT_MAX_CHARS}}}}}},
-        "responses": {"200": _json("AnalyzeResponse", "SUCCESS, CACHED or FALLBACK"),
-                      **_errors("AnalyzeResponse", NATIVE_ERRORS)},
-    }
+def _ref(model) -> dict:
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def _answer(description: str, content: dict, headers: dict | None = None) -> dict:
+    answer = {"description": description, "content": content}
+    if headers:
+        answer["headers"] = headers
+    return answer
+
+
+def _errors(codes: dict[int, str], content) -> dict:
+    return {str(code): _answer(text, content(), RETRY_AFTER if code in (429, 503) else None)
+            for code, text in codes.items()}
+
+
+def _native_error():
+    return {"application/json": {"schema": _ref(native.AnalysisResult)},
+            "application/problem+json": {"schema": _ref(native.Problem)}}
+
+
+def _openai_error():
+    return {"application/json": {"schema": _ref(oai.ErrorResponse)}}
+
+
+def _query_parameters() -> list[dict]:
+    properties = native.AnalyzeParams.model_json_schema()["properties"]
+    return [{"name": name, "in": "query", "required": False, "schema": schema,
+             "description": schema.get("description", "") + " (or the same form field; not both with "
+                                                             "different values)"}
+            for name, schema in properties.items()]
+
+
+def _openai_paths(prefix: str, suffix: str) -> dict:
     chat = {
         "summary": "OpenAI chat completions: text and image_url parts, several turns, streaming",
-        "operationId": "createChatCompletion",
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("ChatCompletionRequest")}}},
-        "responses": {"200": {"description": "The completion; with `stream: true` Server-Sent Events",
-                              "headers": {"X-Gateway-Status": {"description": "SUCCESS or CACHED",
-                                                               "schema": {"type": "string"}}},
-                              "content": {"application/json": {"schema": _ref("ChatCompletion")},
-                                          "text/event-stream": STREAM}},
-                      **_errors("Error", OPENAI_ERRORS)},
+        "operationId": "createChatCompletion" + suffix,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(oai.ChatCompletionRequest)}}},
+        "responses": {"200": _answer("The completion; with `stream: true` Server-Sent Events",
+                                     {"application/json": {"schema": _ref(oai.ChatCompletion)},
+                                      "text/event-stream": STREAM},
+                                     {"X-Gateway-Status": {"description": "SUCCESS or CACHED",
+                                                           "schema": {"type": "string"}}}),
+                      **_errors(OPENAI_ERRORS, _openai_error)},
     }
-    plain = {"200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}
+    models = {"summary": "The served model (and accepted aliases)", "operationId": "listModels" + suffix,
+              "responses": {"200": _answer("Model names `model` may take",
+                                           {"application/json": {"schema": _ref(oai.ModelList)}}),
+                            **_errors({401: OPENAI_ERRORS[401]}, _openai_error)}}
+    one = {"summary": "One model by name", "operationId": "retrieveModel" + suffix,
+           "parameters": [{"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}],
+           "responses": {"200": _answer("The model", {"application/json": {"schema": _ref(oai.Model)}}),
+                         **_errors({401: OPENAI_ERRORS[401], 404: OPENAI_ERRORS[404]}, _openai_error)}}
+    return {f"{prefix}/chat/completions": {"post": chat}, f"{prefix}/models": {"get": models},
+            f"{prefix}/models/{{model}}": {"get": one}}
+
+
+def _health(summary: str, operation: str, ready_only: bool = False) -> dict:
+    health = {"application/json": {"schema": _ref(Health)}}
+    responses = {"200": _answer("UP", health)}
+    if ready_only:
+        responses["503"] = _answer("DOWN: no model replica is ready", health)
+    return {"get": {"summary": summary, "operationId": operation, "security": [], "responses": responses}}
+
+
+@cache
+def document() -> dict:
+    _, schemas = models_json_schema([(m, "validation") for m in REQUESTS] + [(m, "serialization") for m in ANSWERS],
+                                    ref_template=REF)
+    analyze = {
+        "summary": "Ask about one image (the seed's contract)", "operationId": "analyze",
+        "parameters": _query_parameters(),
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": _ref(native.AnalyzeForm)}}},
+        "responses": {"200": _answer("SUCCESS, CACHED or FALLBACK",
+                                     {"application/json": {"schema": _ref(native.AnalysisResult)}}),
+                      **_errors(NATIVE_ERRORS, _native_error)},
+    }
+    plain = {"200": {"description": "Prometheus text format",
+                     "content": {"text/plain": {"schema": {"type": "string"}}}}}
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {"title": "LLaVA-1.6 multimodal inference service", "version": VERSION,
-                 "description": "The gateway's public API: the native analyze API and an OpenAI-compatible face."},
+                 "description": "The gateway's public API: the native analyze API and an OpenAI-compatible face "
+                                "(served under /v1 and at the root, for either base-URL convention)."},
         "paths": {
             "/api/v1/multimodal/analyze": {"post": analyze},
-            "/v1/chat/completions": {"post": chat},
-            "/v1/models": {"get": {"summary": "The served model (and accepted aliases)", "operationId": "listModels",
-                                   "responses": {"200": _json("ModelList", "Model names `model` may take"),
-                                                 **_errors("Error", {401: OPENAI_ERRORS[401]})}}},
-            "/health": {"get": {"summary": "Seed-compatible health", "operationId": "health", "security": [],
-                                "responses": {"200": _json("Status", "The gateway runs")}}},
-            "/health/live": {"get": {"summary": "Liveness", "operationId": "live", "security": [],
-                                     "responses": {"200": _json("Status", "The gateway answers")}}},
-            "/health/ready": {"get": {"summary": "Readiness: a model replica is ready", "operationId": "ready",
-                                      "security": [], "responses": {"200": _json("Status", "ready"),
-                                                                    "503": _json("Status", "not ready")}}},
+            **_openai_paths("/v1", ""),
+            **_openai_paths("", "WithoutV1"),
+            "/health": _health("Health: UP while the gateway runs; the model replicas as a component", "health"),
+            "/health/live": _health("Liveness", "live"),
+            "/health/ready": _health("Readiness: a model replica is ready", "ready", ready_only=True),
             "/metrics": {"get": {"summary": "Prometheus metrics", "operationId": "metrics", "security": [],
                                  "responses": plain}},
         },
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": schemas["$defs"],
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
                                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
         },

@@ -9,17 +9,16 @@ total. What comes back is judged like an upload (images.normalise).
 """
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 import time
 from urllib.parse import urlsplit
 
 import requests
 
+from llava_common import images as rules
+
+from .images import refusal
 from .statuses import invalid
 
-_DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?:;[^,;]*)*?;base64,(?P<data>.*)$", re.S | re.I)
 _CHUNK = 64 * 1024
 
 
@@ -30,23 +29,10 @@ def image_bytes(url: object, settings, param: str) -> bytes:
     url = url.strip()
     if url[:8].lower().startswith(("http://", "https://")):
         return fetch(url, settings, param)
-    if url[:5].lower() == "data:":
-        match = _DATA_URL.match(url)
-        if not match:
-            raise invalid(f"`{param}` is a data URL but not a base64 one; send data:image/png;base64,<data>",
-                          param=param)
-        url = match.group("data")
-    return _b64decode(url, settings.max_upload_bytes, param)
-
-
-def _b64decode(payload: str, max_bytes: int, param: str) -> bytes:
-    if len(payload) > max_bytes * 4 // 3 + 16:
-        raise invalid(f"the image in `{param}` is over the limit of {max_bytes} bytes", 413,
-                      code="image_too_large", param=param)
     try:
-        return base64.b64decode("".join(payload.split()), validate=True)
-    except (binascii.Error, ValueError):
-        raise invalid(f"`{param}` is neither a data:image/...;base64, URL nor valid base64", param=param) from None
+        return rules.b64decode(rules.base64_payload(url), settings.max_upload_bytes)
+    except rules.ImageRejected as rejected:
+        raise refusal(rejected) from None
 
 
 def allowed(url: str, hosts: tuple[str, ...]) -> bool:

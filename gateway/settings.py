@@ -14,6 +14,14 @@ Defaults, and why:
 - Long side 1008 px: the largest LLaVA-1.6 tile grid (image_grid_pinpoints up to
   1008x336 / 672x672); pixels past it are thrown away by the model's processor, so
   sending them only costs bandwidth and decode time.
+- Admission: 8 model calls per worker (one full batch of the model process's
+  default MAX_BATCH_SIZE) and up to 32 more waiting their turn, for at most 60 s
+  (the read timeout: as long as one call may take). A Spring RestTemplate does not
+  retry a 429, so the gateway waits before it refuses: measured on `make demo` (one
+  worker, shared 2-core CPU), 32 concurrent clients waited up to 29 s (four batches
+  of ~5 s plus their own) and none was refused (bench/results/admission.md). Each
+  waiting request holds a thread, hence 48 threads: 8 calling, 32 waiting and 8 for
+  cache hits, health probes and scrapes.
 """
 from __future__ import annotations
 
@@ -23,6 +31,8 @@ from dataclasses import dataclass
 from llava_common import logs
 from llava_common.settings import boolean, choice, csv, integer, load, number, setting, text
 
+# Threads kept free of model calls and waits: cache hits, health probes, scrapes.
+SPARE_THREADS = 4
 DEFAULT_FALLBACK_MESSAGE = ("Our image assistant is temporarily unavailable. "
                             "Please try again in a few moments.")
 DEFAULT_FALLBACK_TIMEOUT_MESSAGE = ("Our image assistant is taking longer than usual to answer. "
@@ -42,45 +52,61 @@ def urls(raw: str) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class GatewaySettings:
     model_urls: tuple = setting("MODEL_URL", ("http://127.0.0.1:8081",), urls,
-                                "Model process base URL(s), comma-separated; any server of the OpenAI chat-completions protocol")
-    host: str = setting("GATEWAY_HOST", "127.0.0.1", text, "Address the gateway listens on (0.0.0.0 inside a container)")
+                                "Model process base URL(s), comma-separated; any server of the OpenAI chat-completions "
+                                "protocol")
+    host: str = setting("GATEWAY_HOST", "127.0.0.1", text,
+                        "Address the gateway listens on (0.0.0.0 inside a container)")
     port: int = setting("GATEWAY_PORT", 8080, integer(0, 65535), "Port of the public REST API")
     workers: int = setting("GATEWAY_WORKERS", 4, integer(1, 256), "gunicorn worker processes")
-    threads: int = setting("GATEWAY_THREADS", 16, integer(1, 1024),
-                           "Threads per worker; each request waiting for the model holds one")
+    threads: int = setting("GATEWAY_THREADS", 48, integer(1, 1024),
+                           "Threads per worker; each request calling or waiting for the model holds one "
+                           "(at least MAX_UPSTREAM_IN_FLIGHT + ADMISSION_QUEUE + 4)")
     api_keys: tuple = setting("API_KEYS", (), csv,
-                              "Comma-separated API keys; when set, /api and /v1 require `Authorization: Bearer <key>` or `X-API-Key`")
+                              "Comma-separated API keys; when set, /api and /v1 require `Authorization: Bearer <key>` "
+                              "or `X-API-Key`")
     cache_url: str = setting("CACHE_URL", "", text,
-                             "Empty = in-process cache per worker; redis://host:port/db = one cache shared by all workers and replicas")
+                             "Empty = in-process cache per worker; redis://host:port/db = one cache shared by all "
+                             "workers and replicas")
     cache_max_entries: int = setting("CACHE_MAX_ENTRIES", 1000, integer(0, 10_000_000),
                                      "Answers kept by the in-process cache (0 disables caching)")
     cache_ttl_s: float = setting("CACHE_TTL_SECONDS", 600.0, number(1, 30 * 86400), "How long an answer is reused")
     max_upload_bytes: int = setting("MAX_UPLOAD_BYTES", 20 * 1024 * 1024, integer(1024),
                                     "Largest image file accepted, in bytes (413 past it)")
     max_image_pixels: int = setting("MAX_IMAGE_PIXELS", 40_000_000, integer(1),
-                                    "Largest image in pixels (width x height), checked before decoding: stops decompression bombs")
+                                    "Largest image in pixels (width x height), checked before decoding: stops "
+                                    "decompression bombs")
     max_image_side: int = setting("MAX_IMAGE_SIDE", 1008, integer(64, 16384),
-                                  "Accepted images are scaled down so their long side fits this (the model's largest tile grid)")
+                                  "Accepted images are scaled down so their long side fits this (the model's largest "
+                                  "tile grid)")
     max_in_flight: int = setting("MAX_UPSTREAM_IN_FLIGHT", 8, integer(1, 100_000),
-                                 "Model calls in flight per worker; past it requests get 429 OVERLOADED at once")
+                                 "Model calls in flight per worker; past it requests wait their turn (ADMISSION_QUEUE)")
+    admission_queue: int = setting("ADMISSION_QUEUE", 32, integer(0, 100_000),
+                                   "Requests per worker that may wait for a model call slot, first come first served; "
+                                   "past it 429 OVERLOADED at once")
+    admission_wait_s: float = setting("ADMISSION_WAIT_SECONDS", 60.0, number(0, 3600),
+                                      "Longest wait for a model call slot; past it 429 OVERLOADED")
     connect_timeout_s: float = setting("UPSTREAM_CONNECT_TIMEOUT_SECONDS", 2.0, number(0.01, 60),
                                        "Connect timeout of a model call")
     read_timeout_s: float = setting("UPSTREAM_READ_TIMEOUT_SECONDS", 60.0, number(0.01, 3600),
                                     "Longest wait for the model's answer (covers 1024 tokens of 7B generation)")
     health_interval_s: float = setting("UPSTREAM_HEALTH_INTERVAL_SECONDS", 2.0, number(0.05, 600),
-                                       "How long a replica's readiness (GET /health) is trusted before it is checked again")
+                                       "How long a replica's readiness (GET /health) is trusted before it is checked "
+                                       "again")
     discovery_interval_s: float = setting("MODEL_DISCOVERY_INTERVAL_SECONDS", 0.0, number(0, 3600),
                                           "When above 0, each http:// MODEL_URL whose host is a DNS name (a Kubernetes "
-                                          "headless Service) stands for every address it resolves to, one replica each, "
+                                          "headless Service) stands for every address it resolves to, one replica "
+                                          "each, "
                                           "re-resolved this often; 0 = use the URLs as they are")
     upstream_model: str = setting("UPSTREAM_MODEL", "", text,
-                                  "`model` sent upstream (empty = the upstream's default model); also part of the cache key")
+                                  "`model` sent upstream (empty = the upstream's default model); also part of the cache"
+                                  " key")
     breaker_fail_max: int = setting("BREAKER_FAIL_MAX", 5, integer(1, 10_000),
                                     "Consecutive failed model calls that open a replica's circuit breaker")
     breaker_reset_s: float = setting("BREAKER_RESET_SECONDS", 15.0, number(0.01, 3600),
                                      "How long an open breaker refuses calls before one trial call (half-open)")
     fallback_enabled: bool = setting("FALLBACK_ENABLED", True, boolean,
-                                     "When the model is unavailable: true = 200 FALLBACK with a friendly message, false = 503 SERVICE_UNAVAILABLE")
+                                     "When the model is unavailable: true = 200 FALLBACK with a friendly message, false"
+                                     " = 503 SERVICE_UNAVAILABLE")
     fallback_message: str = setting("FALLBACK_MESSAGE", DEFAULT_FALLBACK_MESSAGE, text,
                                     "FALLBACK result when the model is down, failing or its breaker is open")
     fallback_timeout_message: str = setting("FALLBACK_TIMEOUT_MESSAGE", DEFAULT_FALLBACK_TIMEOUT_MESSAGE, text,
@@ -88,10 +114,14 @@ class GatewaySettings:
     retry_after_s: int = setting("RETRY_AFTER_SECONDS", 5, integer(1, 3600),
                                  "Retry-After sent with 503 when the upstream gave none")
     max_images: int = setting("MAX_IMAGES_PER_REQUEST", 4, integer(1, 64),
-                              "Most images in one /v1/chat/completions request (the model process has the same setting)")
+                              "Most images in one /v1/chat/completions request (the model process has the same "
+                              "setting)")
     context_tokens: int = setting("MODEL_CONTEXT_TOKENS", 4096, integer(0, 1_000_000),
                                   "The model's context in tokens, for the up-front image budget check of chat requests "
                                   "(LLaVA-1.6 tiling); 0 = leave the check to the model")
+    cache_sampled: bool = setting("OPENAI_CACHE_SAMPLED", False, boolean,
+                                  "Cache /v1/chat/completions answers sampled (temperature > 0) without a `seed`; "
+                                  "off: each such call gets a fresh sample, as from OpenAI")
     model_aliases: tuple = setting("OPENAI_MODEL_ALIASES", (), csv,
                                    "Extra `model` names /v1/chat/completions accepts besides the served model "
                                    "(e.g. gpt-4o-mini, Spring AI's default); `*` = any name")
@@ -99,8 +129,22 @@ class GatewaySettings:
                                         "Hosts (`host` or `host:port`) whose http(s) image URLs chat requests may use; "
                                         "empty = remote image URLs are refused")
     remote_image_timeout_s: float = setting("REMOTE_IMAGE_TIMEOUT_SECONDS", 5.0, number(0.1, 300),
-                                            "Time limit for fetching one remote image, checked between reads (size limit: MAX_UPLOAD_BYTES)")
+                                            "Time limit for fetching one remote image, checked between reads (size "
+                                            "limit: MAX_UPLOAD_BYTES)")
     log_level: str = setting("LOG_LEVEL", "info", choice(*logs.LEVELS), "Log verbosity")
+
+    @property
+    def graceful_timeout_s(self) -> int:
+        """How long a stopping gateway lets its requests finish: the longest a request may
+        wait for a model call slot, then the longest the call may take, and a margin."""
+        return int(self.admission_wait_s + self.read_timeout_s) + 5
+
+    def __post_init__(self):
+        needed = self.max_in_flight + self.admission_queue + SPARE_THREADS
+        if self.threads < needed:
+            raise ValueError(f"GATEWAY_THREADS ({self.threads}) must be at least MAX_UPSTREAM_IN_FLIGHT + "
+                             f"ADMISSION_QUEUE + {SPARE_THREADS} ({needed}): every request calling or waiting for "
+                             "the model holds a thread, and cache hits and health probes need some too")
 
     @classmethod
     def from_env(cls, environ=None) -> "GatewaySettings":

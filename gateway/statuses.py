@@ -1,4 +1,4 @@
-"""The gateway's answer statuses (DESIGN.md's table) and the one exception that
+"""The gateway's answer statuses (the table in docs/DESIGN.md) and the one exception that
 carries a refusal to the HTTP boundary. Every status has exactly one place here."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ VALIDATION_ERROR = "VALIDATION_ERROR"        # 400 / 413 / 415: bad input, resul
 OVERLOADED = "OVERLOADED"                    # 429 + Retry-After: admission limit reached
 SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"  # 503 + Retry-After: model unavailable, fallback off
 UNAUTHORIZED = "UNAUTHORIZED"                # 401: API keys configured, none or a wrong one given
-# Not in DESIGN's table: a bug in the gateway itself. Never expected; the log has the cause.
+# A bug in the gateway itself (not in the seed's table). Never expected; the log has the cause.
 INTERNAL_ERROR = "INTERNAL_ERROR"            # 500
 
 ANSWERED = (SUCCESS, CACHED, FALLBACK)

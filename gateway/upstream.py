@@ -1,6 +1,6 @@
 """Model calls over the OpenAI chat-completions protocol.
 
-One `Replica` per MODEL_URL entry, each with its own circuit breaker (pybreaker)
+One `Replica` per MODEL_URL entry, each with its own circuit breaker (breaker.py)
 and a readiness flag from `GET /health`, re-checked at most every
 UPSTREAM_HEALTH_INTERVAL_SECONDS. A call goes to a ready replica whose breaker is
 not open, the one with the fewest calls in flight. Connections are pooled
@@ -19,13 +19,12 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
-import pybreaker
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
+from .breaker import Breaker
 from .discovery import Discovery
 
 log = logging.getLogger(__name__)
@@ -62,6 +61,19 @@ class UpstreamRefused(Exception):
 
 
 @dataclass(frozen=True)
+class Trace:
+    """What identifies a request in the model process's logs: our request id and
+    the caller's W3C trace context (validated at the boundary), sent as headers."""
+    request_id: str
+    traceparent: str | None = None
+    tracestate: str | None = None
+
+    def headers(self) -> dict:
+        sent = {"X-Request-ID": self.request_id, "traceparent": self.traceparent, "tracestate": self.tracestate}
+        return {name: value for name, value in sent.items() if value}
+
+
+@dataclass(frozen=True)
 class Completion:
     text: str
     model: str
@@ -70,84 +82,11 @@ class Completion:
     completion_tokens: int
 
 
-class _BreakerMetrics(pybreaker.CircuitBreakerListener):
-    def __init__(self, gauge):
-        self._gauge = gauge
-
-    def state_change(self, cb, old_state, new_state):
-        self._gauge.labels(cb.name).set(BREAKER_STATE_VALUES[new_state.name])
-        log.warning("circuit breaker for %s: %s -> %s", cb.name, old_state.name if old_state else "-", new_state.name)
-
-
-BREAKER_STATE_VALUES = {pybreaker.STATE_CLOSED: 0, pybreaker.STATE_HALF_OPEN: 1, pybreaker.STATE_OPEN: 2}
-
-
-class Breaker:
-    """pybreaker's state machine, storage and listeners, without its lock around the
-    call. pybreaker's `call()` holds the breaker's lock while the wrapped function
-    runs (danielfm/pybreaker#55, still open), so every model call through one
-    breaker would wait for the previous one: a worker would serve one request at a
-    time. Here the call runs outside; its outcome is then replayed through
-    `breaker.call`, which counts it and moves the state (closed -> open -> half-open
-    -> closed) exactly as pybreaker would. One trial call at a time once the reset
-    timeout has passed."""
-
-    def __init__(self, breaker: pybreaker.CircuitBreaker):
-        self.cb = breaker
-        self._trial = threading.Lock()
-
-    @property
-    def state(self) -> str:
-        return self.cb.current_state
-
-    def refuses(self) -> bool:
-        """Open and still within its reset timeout."""
-        if self.cb.current_state != pybreaker.STATE_OPEN:
-            return False
-        opened_at = self.cb._state_storage.opened_at  # pybreaker has no public accessor
-        return opened_at is not None and datetime.now(UTC) < opened_at + timedelta(seconds=self.cb.reset_timeout)
-
-    def admit(self) -> str | None:
-        """"call", "trial" (the one call after the reset timeout) or None (open)."""
-        if self.cb.current_state != pybreaker.STATE_OPEN:
-            return "call"
-        if self.refuses() or not self._trial.acquire(blocking=False):
-            return None
-        return "trial"
-
-    def record(self, admitted: str, failure: BaseException | None) -> None:
-        try:
-            self.cb.call(_replay, failure)
-        except pybreaker.CircuitBreakerError:
-            pass  # it opened while this call ran: the outcome no longer matters
-        except BaseException as exc:
-            if exc is not failure:
-                raise
-        finally:
-            if admitted == "trial":
-                self._trial.release()
-
-    def seconds_until_trial(self) -> int:
-        opened_at = self.cb._state_storage.opened_at
-        if opened_at is None:
-            return 1
-        left = (opened_at + timedelta(seconds=self.cb.reset_timeout) - datetime.now(UTC)).total_seconds()
-        return max(1, int(left + 0.999))
-
-
-def _replay(failure: BaseException | None) -> None:
-    if failure is not None:
-        raise failure
-
-
 class Replica:
     def __init__(self, url: str, settings, metrics):
         self.url = url
-        self.breaker = Breaker(pybreaker.CircuitBreaker(
-            fail_max=settings.breaker_fail_max, reset_timeout=settings.breaker_reset_s, name=url,
-            exclude=[UpstreamRefused], listeners=[_BreakerMetrics(metrics.breaker_state)],
-            throw_new_error_on_trip=False))
-        metrics.breaker_state.labels(url).set(0)
+        self.breaker = Breaker(url, settings.breaker_fail_max, settings.breaker_reset_s, metrics.breaker_state,
+                               exclude=[UpstreamRefused])
         self.in_flight = 0
         self.ready: bool | None = None  # None: not checked yet
         self.checked_at = float("-inf")
@@ -225,15 +164,15 @@ class Upstream:
 
     # ------------------------------------------------------------------ calls
 
-    def complete(self, payload: dict, request_id: str) -> Completion:
-        return self._call(lambda replica: self._post(replica, payload, request_id))
+    def complete(self, payload: dict, trace: Trace) -> Completion:
+        return self._call(lambda replica: self._post(replica, payload, trace))
 
-    def stream(self, payload: dict, request_id: str) -> "UpstreamStream":
+    def stream(self, payload: dict, trace: Trace) -> "UpstreamStream":
         """Open a streamed completion (`"stream": true`): returns once the model has
         accepted the request (status 200, headers read), so refusals and outages
         surface here as for `complete`. The breaker counts the opening; a stream
         that breaks later ends with an in-band error."""
-        return self._call(lambda replica: self._open(replica, payload, request_id))
+        return self._call(lambda replica: self._open(replica, payload, trace))
 
     def _call(self, send):
         open_replicas = [r for r in self.replicas if r.breaker.refuses()]
@@ -263,22 +202,22 @@ class Upstream:
                 replica.breaker.record(admitted, outcome)
         raise failure
 
-    def _post(self, replica: Replica, payload: dict, request_id: str) -> Completion:
+    def _post(self, replica: Replica, payload: dict, trace: Trace) -> Completion:
         started = self.clock()
         self._count(replica, +1)
         try:
-            response = self._send(replica, payload, request_id, stream=False)
+            response = self._send(replica, payload, trace, stream=False)
         finally:
             self._count(replica, -1)
             self.metrics.upstream_time.observe(self.clock() - started)
         return self._read(replica, response)
 
-    def _open(self, replica: Replica, payload: dict, request_id: str) -> "UpstreamStream":
+    def _open(self, replica: Replica, payload: dict, trace: Trace) -> "UpstreamStream":
         started = self.clock()
         self._count(replica, +1)
         response = None
         try:
-            response = self._send(replica, payload, request_id, stream=True)
+            response = self._send(replica, payload, trace, stream=True)
             if response.status_code != 200:
                 self._refuse(replica, response)  # raises
         except BaseException:
@@ -298,10 +237,10 @@ class Upstream:
             replica.in_flight += step
         self.metrics.upstream_in_flight.labels(replica.url).inc(step)
 
-    def _send(self, replica: Replica, payload: dict, request_id: str, stream: bool) -> requests.Response:
+    def _send(self, replica: Replica, payload: dict, trace: Trace, stream: bool) -> requests.Response:
         try:
             return self.session.post(replica.url + "/v1/chat/completions", json=payload, stream=stream,
-                                     headers={"X-Request-ID": request_id},
+                                     headers=trace.headers(),
                                      timeout=(self.settings.connect_timeout_s, self.settings.read_timeout_s))
         except requests.Timeout as exc:
             connect = isinstance(exc, requests.ConnectTimeout)

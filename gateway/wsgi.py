@@ -1,7 +1,6 @@
 """WSGI entry point for gunicorn: `gunicorn -c python:gateway.gunicorn_conf gateway.wsgi:app`."""
-from . import logs
+from . import create_app, logs
 from .settings import GatewaySettings
-from . import create_app
 
 settings = GatewaySettings.from_env()
 logs.configure(settings.log_level)

@@ -35,8 +35,8 @@ from transformers.generation.streamers import BaseStreamer
 
 from . import decode, sampling
 from .errors import ApiError
-from .inputs import Prepared, SamplingParams
 from .grammar import bitmask_words
+from .inputs import Prepared, SamplingParams
 from .jobs import Job, eos_token_ids
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,8 @@ class RowSampler(LogitsProcessor):
         self.jobs, self.prompt_length = jobs, prompt_length
         self.constrained = [i for i, j in enumerate(jobs) if j.constraint is not None]
         self.eos_ids = torch.tensor(eos_ids, device=device)
-        self.params = sampling.RowParams.of([j.params for j in jobs], [sampling.row_seed(j.params) for j in jobs], device)
+        self.params = sampling.RowParams.of([j.params for j in jobs], [sampling.row_seed(j.params) for j in jobs],
+                                            device)
         self.most_min_tokens = max(j.params.min_tokens for j in jobs)
         self.any_sampled = any(j.params.temperature > 0 for j in jobs)
 
@@ -169,7 +170,8 @@ class GenerateEngine:
             if self._stopping:
                 raise ApiError("shutting_down", "the model process is shutting down; retry on another replica")
             if len(self._pending) >= self.settings.max_queue:
-                raise ApiError("queue_full", f"the model queue is full ({self.settings.max_queue} requests waiting); retry shortly")
+                raise ApiError("queue_full",
+                               f"the model queue is full ({self.settings.max_queue} requests waiting); retry shortly")
             self._pending.append(job)
             self.metrics.waiting.inc()
             self._cond.notify()
@@ -284,7 +286,8 @@ class GenerateEngine:
             untouched = not any(j.tokens for j in jobs)
             if len(jobs) > 1 and untouched:
                 half = len(jobs) // 2
-                log.warning("CUDA out of memory in a batch of %d (%s); retrying as %d + %d", len(jobs), ids, half, len(jobs) - half)
+                log.warning("CUDA out of memory in a batch of %d (%s); retrying as %d + %d", len(jobs), ids, half,
+                            len(jobs) - half)
                 self._run_splitting_on_oom(jobs[:half])
                 self._run_splitting_on_oom(jobs[half:])
                 return

@@ -8,16 +8,12 @@ batch already running, and checks the result against the model's context.
 """
 from __future__ import annotations
 
-import base64
-import binascii
-import io
 import math
-import re
-import warnings
 from dataclasses import dataclass
 
-from PIL import Image, ImageOps
+from PIL import Image
 
+from llava_common import images as image_rules
 from llava_common import params
 from llava_common.schemas import SchemaError, StructuredOutput, parse_response_format
 
@@ -26,13 +22,6 @@ from .errors import ApiError
 # Vicuna v1's system prompt (llava-v1.6-vicuna), used when a request brings none.
 DEFAULT_SYSTEM = ("A chat between a curious human and an artificial intelligence assistant. "
                   "The assistant gives helpful, detailed, and polite answers to the human's questions.")
-# PIL format names the model process decodes. Others (EPS, PSD, ...) widen the attack
-# surface of the decoder for no gain.
-ACCEPTED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"}
-# Magic bytes of the accepted formats: a file that starts like one but cannot be
-# opened is corrupt (400), anything else is not an accepted format (415).
-_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
-_DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?);base64,(?P<data>.*)$", re.S)
 
 
 @dataclass(frozen=True)
@@ -80,56 +69,15 @@ class Limits:
 
 
 # ---------------------------------------------------------------- images
+# The acceptance rules (formats, signatures, 16-bit images, pixel limits) are
+# llava_common.images', shared with the gateway; here they become ApiErrors.
 
 def decode_image(data: bytes, limits: Limits, param: str) -> Image.Image:
     """Bytes -> an RGB PIL image, refusing bombs before their pixels are decoded."""
-    if not data:
-        raise ApiError("invalid_image", "the image is empty", param)
-    if len(data) > limits.max_image_bytes:
-        raise ApiError("image_too_large", f"the image is {len(data)} bytes; the limit is {limits.max_image_bytes}", param)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))  # reads the header only
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ApiError("image_too_large", "the image has too many pixels", param) from None
-    except Exception:  # PIL raises many types for garbage; none of them is the client's business
-        if data.startswith(_SIGNATURES) or data[8:12] == b"WEBP":
-            raise ApiError("invalid_image", "the image is corrupt: its header is not readable", param) from None
-        raise ApiError("unsupported_image_format", "the data is not an image in a supported format "
-                       "(JPEG, PNG, WebP, GIF, BMP, TIFF)", param) from None
-    if image.format not in ACCEPTED_FORMATS:
-        raise ApiError("unsupported_image_format", f"{image.format} images are not accepted; send JPEG, PNG, WebP, GIF, BMP or TIFF", param)
-    width, height = image.size
-    if width < 1 or height < 1:
-        raise ApiError("invalid_image", "the image has no pixels", param)
-    if width * height > limits.max_image_pixels:
-        raise ApiError("image_too_large", f"the image is {width}x{height} = {width * height} pixels; "
-                       f"the limit is {limits.max_image_pixels}", param)
-    try:
-        image.load()
-        image = ImageOps.exif_transpose(image)
-        return _to_rgb(image)
-    except Exception:
-        raise ApiError("invalid_image", "the image is truncated or corrupt and cannot be decoded", param) from None
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        # 16/32-bit greyscale: scale into 8 bits instead of clipping to white.
-        import numpy as np
-        arr = np.asarray(image, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
-        return Image.fromarray(arr.astype("uint8"), "L").convert("RGB")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGB", rgba.size, (255, 255, 255))  # transparent areas read as white
-        background.paste(rgba, mask=rgba.getchannel("A"))
-        return background
-    return image.convert("RGB")
+        return image_rules.decode(data, limits.max_image_bytes, limits.max_image_pixels).image
+    except image_rules.ImageRejected as refused:
+        raise ApiError(refused.code, refused.message, param) from None
 
 
 def image_from_url(url: str, limits: Limits, param: str) -> Image.Image:
@@ -139,23 +87,18 @@ def image_from_url(url: str, limits: Limits, param: str) -> Image.Image:
     if url.startswith(("http://", "https://")):
         raise ApiError("invalid_image", "the model process does not fetch remote images; "
                        "send the image inline as a data:image/...;base64, URL", param)
-    match = _DATA_URL.match(url)
-    if url.startswith("data:"):
-        if not match:
-            raise ApiError("invalid_image", "a data URL must look like data:image/png;base64,<data>", param)
-        payload = match.group("data")
-    else:
-        payload = url
+    try:
+        payload = image_rules.base64_payload(url)
+    except image_rules.ImageRejected as refused:
+        raise ApiError(refused.code, refused.message, param) from None
     return decode_image(b64decode(payload, param, limits), limits, param)
 
 
 def b64decode(payload: str, param: str, limits: Limits) -> bytes:
-    if len(payload) > limits.max_image_bytes * 4 // 3 + 16:
-        raise ApiError("image_too_large", f"the image is over the limit of {limits.max_image_bytes} bytes", param)
     try:
-        return base64.b64decode("".join(payload.split()), validate=True)
-    except (binascii.Error, ValueError):
-        raise ApiError("invalid_image", "the image is not valid base64", param) from None
+        return image_rules.b64decode(payload, limits.max_image_bytes)
+    except image_rules.ImageRejected as refused:
+        raise ApiError(refused.code, refused.message, param) from None
 
 
 # ---------------------------------------------------------------- parameters
@@ -192,7 +135,8 @@ def _params(body: dict, limits: Limits, default_temperature: float) -> SamplingP
     max_tokens = _int(body, name, params.MAX_TOKENS_DEFAULT, params.MAX_TOKENS_RANGE[0], limits.max_new_tokens)
     min_tokens = _int(body, "min_tokens", 0, 0, limits.max_new_tokens)
     if min_tokens > max_tokens:
-        raise ApiError("invalid_request", f"min_tokens ({min_tokens}) must not exceed {name} ({max_tokens})", "min_tokens")
+        raise ApiError("invalid_request", f"min_tokens ({min_tokens}) must not exceed {name} ({max_tokens})",
+                       "min_tokens")
     seed = body.get("seed")
     response_format = _response_format(body.get("response_format"))
     if response_format is not None and min_tokens:
@@ -217,7 +161,8 @@ def _stop(value: object) -> tuple[str, ...]:
         raise ApiError("invalid_request", f"stop holds {len(values)} strings; at most {params.MAX_STOP_SEQUENCES} are "
                        "allowed", "stop")
     if any(len(v) > params.MAX_STOP_CHARS for v in values):
-        raise ApiError("invalid_request", f"each stop string may hold at most {params.MAX_STOP_CHARS} characters", "stop")
+        raise ApiError("invalid_request", f"each stop string may hold at most {params.MAX_STOP_CHARS} characters",
+                       "stop")
     return tuple(dict.fromkeys(values))
 
 
@@ -232,7 +177,8 @@ def _response_format(value: object) -> StructuredOutput | None:
 def _check_text_budget(texts: list[str], limits: Limits) -> None:
     chars = sum(len(t) for t in texts)
     if chars > limits.max_prompt_chars:
-        raise ApiError("invalid_request", f"the text is {chars} characters; the limit is {limits.max_prompt_chars}", "messages")
+        raise ApiError("invalid_request", f"the text is {chars} characters; the limit is {limits.max_prompt_chars}",
+                       "messages")
 
 
 def _system_message(text: str) -> dict:
@@ -256,7 +202,8 @@ def parse_analyze(body: object, limits: Limits) -> ChatRequest:
     pil = image_from_url(image, limits, "image")
     messages = [_system_message(DEFAULT_SYSTEM),
                 {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-    return ChatRequest(messages, [pil], _params(body, limits, params.ANALYZE_TEMPERATURE_DEFAULT), model=body.get("model"))
+    return ChatRequest(messages, [pil], _params(body, limits, params.ANALYZE_TEMPERATURE_DEFAULT),
+                       model=body.get("model"))
 
 
 def parse_chat(body: object, limits: Limits) -> ChatRequest:
@@ -301,7 +248,8 @@ def parse_chat(body: object, limits: Limits) -> ChatRequest:
                 ref = part.get("image_url")
                 url = ref.get("url") if isinstance(ref, dict) else ref
                 if len(images) >= limits.max_images:
-                    raise ApiError("invalid_request", f"at most {limits.max_images} images per request", f"{where}.content")
+                    raise ApiError("invalid_request", f"at most {limits.max_images} images per request",
+                                   f"{where}.content")
                 images.append(image_from_url(url, limits, f"{where}.content[{j}].image_url"))
                 content.append({"type": "image"})
             else:
@@ -324,7 +272,8 @@ def _content_parts(content: object, where: str) -> list[dict]:
         return [{"type": "text", "text": content}]
     if isinstance(content, list) and content and all(isinstance(p, dict) for p in content):
         return content
-    raise ApiError("invalid_request", f"{where}.content must be a string or a non-empty array of parts", f"{where}.content")
+    raise ApiError("invalid_request", f"{where}.content must be a string or a non-empty array of parts",
+                   f"{where}.content")
 
 
 # ---------------------------------------------------------------- processor

@@ -86,7 +86,8 @@ def _live_bars() -> list[dict]:
 
 def resolve_device(settings) -> tuple[torch.device, torch.dtype]:
     if settings.device == "cuda" and not torch.cuda.is_available():
-        raise BootError("DEVICE=cuda but no CUDA GPU is visible to this process (check the driver and NVIDIA_VISIBLE_DEVICES)")
+        raise BootError("DEVICE=cuda but no CUDA GPU is visible to this process "
+                        "(check the driver and NVIDIA_VISIBLE_DEVICES)")
     use_cuda = settings.device == "cuda" or (settings.device == "auto" and torch.cuda.is_available())
     device = torch.device("cuda", torch.cuda.current_device()) if use_cuda else torch.device("cpu")
     if settings.dtype != "auto":
@@ -122,7 +123,8 @@ def load_model(settings, progress: Progress) -> LoadedModel:
     try:
         processor = AutoProcessor.from_pretrained(source)
     except (OSError, ValueError) as exc:
-        raise BootError(f"cannot load the processor (tokenizer, image processor) of {source!r}: {_first_line(exc)}") from None
+        raise BootError(f"cannot load the processor (tokenizer, image processor) of {source!r}: "
+                        f"{_first_line(exc)}") from None
     if not getattr(processor, "chat_template", None):
         raise BootError(f"the processor of {source!r} has no chat template; a llava-hf checkpoint ships one")
     if speed_up(processor):
@@ -157,7 +159,8 @@ def load_model(settings, progress: Progress) -> LoadedModel:
 
 def _not_found(source: str) -> str:
     if os.path.isabs(source) or source.startswith("."):
-        return f"MODEL_PATH={source!r}: no checkpoint there (a llava-hf directory has config.json, weights and a processor)"
+        return (f"MODEL_PATH={source!r}: no checkpoint there "
+                "(a llava-hf directory has config.json, weights and a processor)")
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
     where = "is not in the Hugging Face cache (HF_HOME) and HF_HUB_OFFLINE is set" if offline else \
         "could not be found locally or downloaded from the Hugging Face hub"

@@ -1,4 +1,4 @@
-"""The model process's Prometheus metrics: every name in one place (DESIGN.md pins
+"""The model process's Prometheus metrics: every name in one place (docs/DESIGN.md pins
 the `llava_` prefix). One registry per app, so tests and processes never share state."""
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ class ModelMetrics:
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.requests = Counter("llava_model_requests", "Requests answered by the model process, by endpoint and outcome code",
+        self.requests = Counter("llava_model_requests",
+                                "Requests answered by the model process, by endpoint and outcome code",
                                 ["endpoint", "code"], registry=r)
         self.ttft = Histogram("llava_model_time_to_first_token_seconds", "Arrival to first generated token",
                               buckets=_FAST + (60,), registry=r)
@@ -20,17 +21,21 @@ class ModelMetrics:
                              buckets=_LATENCY, registry=r)
         self.queue_wait = Histogram("llava_model_queue_wait_seconds", "Time a request waited for its batch to start",
                                     buckets=_FAST, registry=r)
-        self.preprocess = Histogram("llava_model_preprocess_seconds", "Image decoding, tiling and tokenisation per request",
+        self.preprocess = Histogram("llava_model_preprocess_seconds", "Image decoding, tiling and tokenisation per "
+                                                                      "request",
                                     buckets=_FAST, registry=r)
         self.batch_size = Histogram("llava_model_batch_size",
                                     "Rows per decode step (continuous engine) or requests per generate call",
                                     buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128), registry=r)
-        self.prompt_tokens = Counter("llava_model_prompt_tokens", "Prompt tokens processed (image tokens included)", registry=r)
+        self.prompt_tokens = Counter("llava_model_prompt_tokens", "Prompt tokens processed (image tokens included)",
+                                     registry=r)
         self.generation_tokens = Counter("llava_model_generation_tokens", "Tokens generated", registry=r)
-        self.running = Gauge("llava_model_requests_running", "Requests decoding now (rows of the running batch)", registry=r)
+        self.running = Gauge("llava_model_requests_running", "Requests decoding now (rows of the running batch)",
+                             registry=r)
         self.waiting = Gauge("llava_model_requests_waiting", "Requests queued for a row", registry=r)
         # Continuous engine only: its KV slots, steps and CUDA graphs.
-        self.kv_slots = Gauge("llava_model_kv_slots", "Rows of KV cache allocated (each holds a whole context)", registry=r)
+        self.kv_slots = Gauge("llava_model_kv_slots", "Rows of KV cache allocated (each holds a whole context)",
+                              registry=r)
         self.kv_slots_used = Gauge("llava_model_kv_slots_used", "KV rows held by decoding or prefilling requests",
                                    registry=r)
         self.rows_free = Gauge("llava_model_rows_free", "KV rows free for the next request", registry=r)

@@ -28,9 +28,9 @@ class FastLlavaNextImageProcessor(LlavaNextImageProcessorPil):
                   and all(isinstance(im, np.ndarray) and im.dtype == np.uint8 and im.ndim == 3 and im.shape[0] == 3
                           for im in images))
         if not usable:
-            return super()._preprocess(images, do_resize, size, image_grid_pinpoints, resample, do_center_crop, crop_size,
-                                       do_rescale, rescale_factor, do_normalize, image_mean, image_std, do_pad,
-                                       return_tensors, **kwargs)
+            return super()._preprocess(images, do_resize, size, image_grid_pinpoints, resample, do_center_crop,
+                                       crop_size, do_rescale, rescale_factor, do_normalize, image_mean, image_std,
+                                       do_pad, return_tensors, **kwargs)
         # (x * rescale - mean) / std == x * scale + offset, per channel, written in place
         # into the zero-padded batch array. numpy, not torch: torch ops in request
         # threads start an OpenMP team per thread, and those teams spin on the cores

@@ -75,7 +75,8 @@ class RowParams:
         return self.temperature, self.top_p, self.top_k, self.min_tokens, self.seed
 
 
-def suppress_eos(logits: torch.Tensor, generated: torch.Tensor, params: RowParams, eos_ids: torch.Tensor) -> torch.Tensor:
+def suppress_eos(logits: torch.Tensor, generated: torch.Tensor, params: RowParams,
+                 eos_ids: torch.Tensor) -> torch.Tensor:
     """EOS cannot be chosen before a row has its min_tokens (in place on `logits`)."""
     early = (generated < params.min_tokens).unsqueeze(1)                     # (rows, 1)
     eos_logits = logits.index_select(1, eos_ids)

@@ -1,4 +1,4 @@
-"""The model process's HTTP API (internal; DESIGN.md "Model process API").
+"""The model process's HTTP API (internal; docs/DESIGN.md "Model process API").
 
 Routes read top-down: health, metrics, models, the two generation endpoints.
 Every error, including Flask's own 404/405/413, leaves as OpenAI's error shape.

@@ -99,7 +99,8 @@ class Service:
         loaded = self.loaded
         prepared = prepare(request, loaded.processor, self.context_length, loaded.image_token_id)
         output = request.params.response_format
-        constraint = self.grammars.constraint(output) if output is not None else None  # compiled here, not in the engine
+        # Compiled here, in the request's thread, never on the engine's.
+        constraint = self.grammars.constraint(output) if output is not None else None
         return self.engine.submit(prepared, request.params, request_id, stream=stream or request.stream,
                                   constraint=constraint)
 

@@ -20,15 +20,21 @@ def _default_cache() -> str:
 @dataclass(frozen=True)
 class ModelSettings:
     model_path: str = setting("MODEL_PATH", DEFAULT_MODEL, text,
-                              "Hugging Face id or local directory of a llava-hf LLaVA-NeXT checkpoint; `demo` = the built-in tiny demo model")
+                              "Hugging Face id or local directory of a llava-hf LLaVA-NeXT checkpoint; `demo` = the "
+                              "built-in tiny demo model")
     served_model_name: str = setting("SERVED_MODEL_NAME", "", text,
-                                     "Model name reported in responses and /v1/models (default: derived from MODEL_PATH)")
-    host: str = setting("MODEL_HOST", "127.0.0.1", text, "Address the model process listens on (0.0.0.0 inside a container)")
-    port: int = setting("MODEL_PORT", 8081, integer(0, 65535), "Port of the model process's internal API (0 = any free port)")
-    device: str = setting("DEVICE", "auto", choice("auto", "cuda", "cpu"), "Where the model runs: auto = cuda when available, else cpu")
+                                     "Model name reported in responses and /v1/models (default: derived from "
+                                     "MODEL_PATH)")
+    host: str = setting("MODEL_HOST", "127.0.0.1", text,
+                        "Address the model process listens on (0.0.0.0 inside a container)")
+    port: int = setting("MODEL_PORT", 8081, integer(0, 65535),
+                        "Port of the model process's internal API (0 = any free port)")
+    device: str = setting("DEVICE", "auto", choice("auto", "cuda", "cpu"),
+                          "Where the model runs: auto = cuda when available, else cpu")
     dtype: str = setting("DTYPE", "auto", choice("auto", "bfloat16", "float16", "float32"),
                          "Weight dtype: auto = bf16 on GPUs that support it, fp16 on other GPUs, fp32 on CPU")
-    demo_dir: str = setting("DEMO_MODEL_DIR", "", text, "Where the demo model is built (default: ~/.cache/llava-service/demo-model-v1)")
+    demo_dir: str = setting("DEMO_MODEL_DIR", "", text,
+                            "Where the demo model is built (default: ~/.cache/llava-service/demo-model-v1)")
     engine: str = setting("ENGINE", "continuous", choice("continuous", "generate"),
                           "continuous = rows join and leave the running batch between decode steps (KV slots, CUDA "
                           "graphs on a GPU); generate = static batches through transformers' generate (the reference)")
@@ -53,40 +59,52 @@ class ModelSettings:
                                        "generate: how long a batch waits for requests still being preprocessed to join "
                                        "it, counted from when both its first request and the engine are ready (0 = "
                                        "start at once)")
-    max_queue: int = setting("MAX_QUEUE", 64, integer(1, 100_000), "Requests waiting for a row; past it new requests get 429")
+    max_queue: int = setting("MAX_QUEUE", 64, integer(1, 100_000),
+                             "Requests waiting for a row; past it new requests get 429")
     http_threads: int = setting("HTTP_THREADS", 128, integer(4, 4096),
                                 "Waitress worker threads (each waiting or streaming request holds one)")
-    max_new_tokens: int = setting("MAX_NEW_TOKENS_LIMIT", 1024, integer(1, 32_768), "Largest max_tokens a request may ask for")
-    max_prompt_chars: int = setting("MAX_PROMPT_CHARS", 8000, integer(1, 1_000_000), "Longest text a request may carry, in characters")
+    max_new_tokens: int = setting("MAX_NEW_TOKENS_LIMIT", 1024, integer(1, 32_768),
+                                  "Largest max_tokens a request may ask for")
+    max_prompt_chars: int = setting("MAX_PROMPT_CHARS", 8000, integer(1, 1_000_000),
+                                    "Longest text a request may carry, in characters")
     max_images: int = setting("MAX_IMAGES_PER_REQUEST", 4, integer(1, 64), "Most images in one request")
     max_image_bytes: int = setting("MAX_IMAGE_BYTES", 20 * 1024 * 1024, integer(1),
                                    "Largest decoded image file, in bytes")
     max_image_pixels: int = setting("MAX_IMAGE_PIXELS", 40_000_000, integer(1),
-                                    "Largest image, in pixels (width x height), checked before decoding: stops decompression bombs")
-    max_body_bytes: int = setting("MAX_BODY_BYTES", 64 * 1024 * 1024, integer(1024), "Largest request body, in bytes (413 past it)")
-    warmup_requests: int = setting("WARMUP_REQUESTS", 3, integer(0, 100), "Real requests run through the full path before /health turns 200")
+                                    "Largest image, in pixels (width x height), checked before decoding: stops "
+                                    "decompression bombs")
+    max_body_bytes: int = setting("MAX_BODY_BYTES", 64 * 1024 * 1024, integer(1024),
+                                  "Largest request body, in bytes (413 past it)")
+    warmup_requests: int = setting("WARMUP_REQUESTS", 3, integer(0, 100),
+                                   "Real requests run through the full path before /health turns 200")
     warmup_tokens: int = setting("WARMUP_TOKENS", 8, integer(1, 1024), "New tokens generated by each warmup request")
     shutdown_grace_s: float = setting("SHUTDOWN_GRACE_SECONDS", 20.0, number(0, 3600),
                                       "On SIGTERM, how long in-flight requests may take to finish")
     decode_mode: str = setting("DECODE_MODE", decode.AUTO, choice(*decode.MODES),
-                               "generate: how the per-token decode step runs: compiled = static KV cache + torch.compile (CUDA "
-                               "graphs); eager = dynamic cache, plain PyTorch; auto = compiled on CUDA, eager elsewhere, "
+                               "generate: how the per-token decode step runs: compiled = static KV cache + "
+                               "torch.compile (CUDA "
+                               "graphs); eager = dynamic cache, plain PyTorch; auto = compiled on CUDA, eager "
+                               "elsewhere, "
                                "and eager for good if compiling fails (logged)")
     compile_backend: str = setting("COMPILE_BACKEND", "inductor", choice(*decode.BACKENDS),
-                                   "generate: torch.compile backend of the compiled decode step (aot_eager/eager: no C compiler or "
+                                   "generate: torch.compile backend of the compiled decode step (aot_eager/eager: no "
+                                   "C compiler or "
                                    "Triton needed, for debugging)")
     compile_mode: str = setting("COMPILE_MODE", "reduce-overhead", choice(*decode.COMPILE_MODES),
-                                "generate: torch.compile mode with the inductor backend (reduce-overhead = CUDA graphs)")
+                                "generate: torch.compile mode with the inductor backend (reduce-overhead = CUDA "
+                                "graphs)")
     static_cache_tokens: int = setting("STATIC_CACHE_TOKENS", 0, integer(0, 1_000_000),
-                                       "generate: KV cache length per batch row in compiled mode (0 = the model's context length); "
+                                       "generate: KV cache length per batch row in compiled mode (0 = the model's "
+                                       "context length); "
                                        "fixed so the compiled step is not rebuilt for each prompt length. Memory: "
                                        "~0.5 MiB per token per row for the 7B model in bf16")
     log_level: str = setting("LOG_LEVEL", "info", choice(*logs.LEVELS), "Log verbosity")
     random_weights: bool = setting("RANDOM_WEIGHTS", False, boolean,
-                                   "Benchmarks only: build the model from MODEL_PATH's config with random weights on the "
-                                   "device instead of loading weights (speed does not depend on weight values)")
+                                   "Benchmarks only: build the model from MODEL_PATH's config with random weights on "
+                                   "the device instead of loading weights (speed does not depend on weight values)")
     inject_faults: bool = setting("LLAVA_FAULTS", False, boolean,
-                                  "Testing only: serve POST /_faults, which injects failures (oom, error, slow) into generate")
+                                  "Testing only: serve POST /_faults, which injects failures (oom, error, slow) into "
+                                  "generate")
 
     def __post_init__(self):
         if self.http_threads < self.max_queue + self.max_batch_size + 4:

@@ -29,8 +29,8 @@ class StatusCollector:
         for name in State:
             state.add_metric([name.value], 1.0 if snap["state"] == name.value else 0.0)
         yield state
-        yield CounterMetricFamily("llava_supervisor_restarts", "Times the child was started again after the first start",
-                                  value=snap["restarts"])
+        yield CounterMetricFamily("llava_supervisor_restarts",
+                                  "Times the child was started again after the first start", value=snap["restarts"])
         code = snap["lastExitCode"]
         yield GaugeMetricFamily("llava_supervisor_last_exit_code",
                                 "Exit code of the last child exit (negative: killed by that signal; NaN: none yet)",
@@ -38,7 +38,8 @@ class StatusCollector:
         yield GaugeMetricFamily("llava_supervisor_child_uptime_seconds", "Seconds since the current child was spawned",
                                 value=snap["uptimeSeconds"])
         yield GaugeMetricFamily("llava_supervisor_consecutive_failures",
-                                "Child failures in a row since a child was last stable", value=snap["consecutiveFailures"])
+                                "Child failures in a row since a child was last stable",
+                                value=snap["consecutiveFailures"])
 
 
 def create_app(status: StatusFn, registry: CollectorRegistry | None = None) -> Flask:

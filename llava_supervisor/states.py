@@ -209,7 +209,8 @@ class Machine:
         if self._deadline is None or now < self._deadline:
             return
         if self.state is State.STARTING:
-            self._terminate(State.UNHEALTHY, f"no start-up progress on {PATH_HEALTH} for {self.settings.start_stall_s:g}s")
+            self._terminate(State.UNHEALTHY,
+                            f"no start-up progress on {PATH_HEALTH} for {self.settings.start_stall_s:g}s")
         elif self.state in (State.UNHEALTHY, State.STOPPING) and not self._killed:
             log.warning("child (pid %s) did not exit within %.1fs of SIGTERM: SIGKILL to its group",
                         self.pid, self.settings.stop_grace_s)

@@ -68,7 +68,8 @@ class FakeUpstream:
             if mode == "stall":
                 self.release.wait(30)
             if mode == "error500":
-                return {"error": {"message": "boom", "type": "server_error", "param": None, "code": "internal_error"}}, 500
+                return {"error": {"message": "boom", "type": "server_error", "param": None,
+                                  "code": "internal_error"}}, 500
             if mode == "loading":
                 return _error("model_loading", "loading", 503), 503, {"Retry-After": "7"}
             if mode == "garbage":

@@ -25,8 +25,8 @@ def demo_stack(demo_model_dir, tmp_path_factory):
     ports = {name: free_port() for name in ("GATEWAY_PORT", "MODEL_PORT", "SUPERVISOR_PORT")}
     env = {**{k: str(v) for k, v in ports.items()}, "MODEL_PATH": "demo", "DEMO_MODEL_DIR": str(demo_model_dir),
            "WARMUP_REQUESTS": "1", "MODEL_URL": "", "CACHE_URL": "", "GATEWAY_WORKERS": "", "API_KEYS": "",
-           "CACHE_MAX_ENTRIES": "0", "XDG_CACHE_HOME": str(tmp), "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics")}
-    with Proc(python("stack.py"), env=env) as proc:
+           "CACHE_MAX_ENTRIES": "0", "XDG_CACHE_HOME": str(tmp)}
+    with Proc(python("stack.py"), env=env, unset=("PROMETHEUS_MULTIPROC_DIR",)) as proc:
         deadline = time.monotonic() + 180
         while not re.search(r"stack: ready", proc.output()):
             assert proc.popen.poll() is None, proc.output()[-4000:]

@@ -34,11 +34,14 @@ class ChatUpstream:
         self.mode, self.model = "ok", model
         self.tokens = list(TOKENS)
         self.token_delay_s = 0.0
+        self.delay_s = 0.0                  # before a plain (non-streamed) answer: a model at work
         self.calls = 0
         self.payloads: list[dict] = []
+        self.headers: list[dict] = []       # the headers of each chat request
         self.sent = 0                       # content chunks written by the last stream
         self.stream_closed = threading.Event()
         self.release = threading.Event()
+        self.lock = threading.Lock()
         app = Flask("fake-chat-upstream")
 
         @app.get("/health")
@@ -52,8 +55,10 @@ class ChatUpstream:
         @app.post("/v1/chat/completions")
         def chat():
             body = request.get_json()
-            self.calls += 1
+            with self.lock:
+                self.calls += 1
             self.payloads.append(body)
+            self.headers.append(dict(request.headers))
             if self.mode == "stall":
                 self.release.wait(30)
             refusal = {"error500": (500, "internal_error", {}), "context": (400, "context_length_exceeded", {}),
@@ -66,6 +71,7 @@ class ChatUpstream:
             if body.get("stream"):
                 self.stream_closed.clear()
                 return Response(self._stream(body), mimetype="text/event-stream")
+            time.sleep(self.delay_s)
             n = len(self.tokens)
             return {"id": "chatcmpl-up", "object": "chat.completion", "created": 1, "model": self.model,
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(self.tokens)},

@@ -25,9 +25,11 @@ def free_port() -> int:
 class Proc:
     """A child process in its own process group whose output goes to a temp file."""
 
-    def __init__(self, argv: list[str], env: dict | None = None, cwd: Path = ROOT):
+    def __init__(self, argv: list[str], env: dict | None = None, cwd: Path = ROOT, unset: tuple[str, ...] = ()):
         self.log = tempfile.NamedTemporaryFile(prefix="proc-", suffix=".log", delete=False)
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", **(env or {})}
+        for name in unset:  # as a user's shell would have it: not set at all
+            full_env.pop(name, None)
         self.popen = subprocess.Popen(argv, cwd=cwd, env=full_env, stdout=self.log, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL, start_new_session=True)
 

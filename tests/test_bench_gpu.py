@@ -2,7 +2,6 @@
 7B config layout, RANDOM_WEIGHTS in the real model process, TTFT, batch-1 decode,
 concurrency runs, both engines side by side beside the ceiling, the report. (The
 real run needs a GPU host.)"""
-import sys
 
 import pytest
 import torch

@@ -13,8 +13,8 @@ import requests
 import torch
 
 from llava_runtime import decode
-from llava_runtime.generate_engine import GenerateEngine
 from llava_runtime.errors import ApiError
+from llava_runtime.generate_engine import GenerateEngine
 from llava_runtime.loader import Progress, load_model
 from llava_runtime.metrics import ModelMetrics
 from tests import images
@@ -65,7 +65,8 @@ def failing_plan(model_settings, context_length, fallback: bool) -> decode.Decod
     plan = compiled_plan(model_settings, context_length)
     config = dataclasses.replace(plan.generate_kwargs["compile_config"], backend=failing_backend)
     config._compile_all_devices = True
-    return dataclasses.replace(plan, fallback=fallback, generate_kwargs={**plan.generate_kwargs, "compile_config": config})
+    return dataclasses.replace(plan, fallback=fallback, generate_kwargs={**plan.generate_kwargs,
+                                                                         "compile_config": config})
 
 
 def gauge(engine) -> float:
@@ -148,7 +149,8 @@ def test_compile_errors_are_told_apart_from_model_errors():
 # ------------------------------------------------------------------ the engine
 
 def test_compiled_decode_answers_exactly_what_eager_does(make_engine, own_model, model_settings):
-    items = [prepared_for(own_model, model_settings, size, seed=i, max_tokens=6 + i) for i, size in enumerate(SIZES[:5])]
+    items = [prepared_for(own_model, model_settings, size, seed=i, max_tokens=6 + i) for i,
+             size in enumerate(SIZES[:5])]
     eager = make_engine(decode.eager(), max_batch_size=1)
     expected = [eager.submit(p, params, f"e{i}").result(timeout=120) for i, (p, params) in enumerate(items)]
 

@@ -68,7 +68,8 @@ def test_cpu_override_runs_the_demo_model_without_a_gpu():
 
 
 def dockerfile(name: str) -> list[str]:
-    return [line.strip() for line in (ROOT / name).read_text().splitlines() if line.strip() and not line.startswith("#")]
+    lines = (ROOT / name).read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
 @pytest.mark.parametrize("name", ["Dockerfile.gateway", "Dockerfile.model"])

@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.gateway_support import analyze, jpeg
-from tests.procs import Proc, free_port, python
+from tests.procs import ROOT, Proc, free_port, python
 
 pytestmark = pytest.mark.slow
 
@@ -40,8 +41,8 @@ def wait_for_output(proc: Proc, pattern: str, timeout: float) -> re.Match:
 def test_demo_stack_answers_caches_falls_back_and_stops(demo_model_dir, tmp_path):
     ports = {name: str(free_port()) for name in ("GATEWAY_PORT", "MODEL_PORT", "SUPERVISOR_PORT")}
     env = {**ports, "MODEL_PATH": "demo", "DEMO_MODEL_DIR": str(demo_model_dir), "WARMUP_REQUESTS": "1",
-           "MODEL_URL": "", "CACHE_URL": "", "GATEWAY_WORKERS": "", "API_KEYS": "", "XDG_CACHE_HOME": str(tmp_path), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "m")}
-    with Proc(python("stack.py"), env=env) as stack:
+           "MODEL_URL": "", "CACHE_URL": "", "GATEWAY_WORKERS": "", "API_KEYS": "", "XDG_CACHE_HOME": str(tmp_path)}
+    with Proc(python("stack.py"), env=env, unset=("PROMETHEUS_MULTIPROC_DIR",)) as stack:
         example = wait_for_output(stack, r"curl -F image=@(\S+) -F prompt=\"What's in this picture\?\" (\S+)", 120)
         photo, url = Path(example.group(1)), example.group(2)
         assert photo.exists() and url == f"http://localhost:{ports['GATEWAY_PORT']}/api/v1/multimodal/analyze"
@@ -57,6 +58,13 @@ def test_demo_stack_answers_caches_falls_back_and_stops(demo_model_dir, tmp_path
 
         again = analyze(base, photo.read_bytes(), "What's in this picture?", params={"max-tokens": "8"}).json()
         assert again["status"] == "CACHED" and again["result"] == body["result"]
+        metrics = requests.get(base + "/metrics", timeout=10).text  # make demo sets no PROMETHEUS_MULTIPROC_DIR
+        assert 'llava_requests_total{endpoint="/api/v1/multimodal/analyze",status="CACHED"} 1.0' in metrics
+
+        # The banner and the README give the same OpenAI base URL.
+        banner = re.search(r"OpenAI-compatible base URL[^:]*: (\S+)", stack.output()).group(1)
+        documented = banner.replace(f":{ports['GATEWAY_PORT']}", ":8080")
+        assert documented.endswith("/v1") and f"`{documented}`" in (ROOT / "README.md").read_text()
 
         supervisor = next(p for p in children(stack.pid) if "supervisor.py" in cmdline(p))
         model = next(p for p in children(supervisor) if "llava_server.py" in cmdline(p))

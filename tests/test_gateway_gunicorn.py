@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from tests.gateway_support import ANALYZE, FakeUpstream, analyze, jpeg
-from tests.procs import Proc, free_port, python
+from tests.procs import ROOT, Proc, free_port, python
 
 pytestmark = pytest.mark.slow
 MAX_UPLOAD = 1024 * 1024
@@ -24,7 +24,8 @@ MAX_UPLOAD = 1024 * 1024
 def gunicorn(port: int, model_url: str, metrics_dir: str, **env) -> Proc:
     return Proc(python("-m", "gunicorn", "-c", "python:gateway.gunicorn_conf", "gateway.wsgi:app"),
                 env={"GATEWAY_PORT": str(port), "MODEL_URL": model_url, "GATEWAY_WORKERS": "2",
-                     "GATEWAY_THREADS": "4", "MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
+                     "GATEWAY_THREADS": "8", "MAX_UPSTREAM_IN_FLIGHT": "2", "ADMISSION_QUEUE": "2",
+                     "MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
                      "PROMETHEUS_MULTIPROC_DIR": metrics_dir, "UPSTREAM_HEALTH_INTERVAL_SECONDS": "0.5",
                      # one connection at a time per worker: concurrent requests must spread over both
                      "GUNICORN_CMD_ARGS": "--worker-connections 1", **env})
@@ -132,7 +133,7 @@ def test_jdk_h2c_upgrade_request_is_answered_as_http1(served):
         while chunk := conn.recv(4096):  # the gateway closes the connection after answering
             reply += chunk
         reply = reply.decode()
-    assert reply.startswith("HTTP/1.1 200") and '"alive"' in reply
+    assert reply.startswith("HTTP/1.1 200") and '"UP"' in reply
 
 
 def test_bad_setting_stops_the_start_with_exit_3(tmp_path):
@@ -140,3 +141,16 @@ def test_bad_setting_stops_the_start_with_exit_3(tmp_path):
     code = proc.wait(timeout=30)
     assert code == 3
     assert "MODEL_URL='ftp://nowhere'" in proc.output() and "GATEWAY_WORKERS='zero'" in proc.output()
+
+
+def test_the_configuration_sets_the_metrics_directory_before_prometheus_client_is_imported(tmp_path):
+    """prometheus-client picks its storage once, when first imported: loading the gunicorn
+    configuration (in the master, before any worker) must name the directory first."""
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    probe = ("import os, sys; import gateway.gunicorn_conf; "
+             "print('prometheus_client' in sys.modules, os.environ['PROMETHEUS_MULTIPROC_DIR'])")
+    done = subprocess.run(python("-c", probe), capture_output=True, text=True, timeout=60,
+                          env={**env, "TMPDIR": str(tmp_path)}, cwd=ROOT)
+    imported, directory = done.stdout.split()
+    assert done.returncode == 0 and imported == "False", done.stderr
+    assert directory.startswith(str(tmp_path)) and os.path.isdir(directory)

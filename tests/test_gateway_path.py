@@ -81,26 +81,58 @@ def test_model_calls_run_concurrently(fake):
     assert elapsed < 1.5, f"4 calls of 0.6 s took {elapsed:.2f} s: they were serialized"
 
 
-def test_admission_limit_answers_429_with_retry_after(fake):
+def wait_for_calls(fake, n: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while fake.calls < n and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert fake.calls >= n, f"{fake.calls} upstream calls, expected {n}"
+
+
+def test_admission_queues_before_it_refuses(fake):
+    """Past MAX_UPSTREAM_IN_FLIGHT a request waits its turn; only past ADMISSION_QUEUE
+    waiting ones is it refused at once, with Retry-After."""
     fake.mode = "stall"
-    with gateway(fake.url, MAX_UPSTREAM_IN_FLIGHT=2) as (url, _):
-        with ThreadPoolExecutor(2) as pool:
+    with gateway(fake.url, MAX_UPSTREAM_IN_FLIGHT=2, ADMISSION_QUEUE=1) as (url, _):
+        with ThreadPoolExecutor(3) as pool:
             held = [pool.submit(analyze, url, jpeg(), f"prompt {i}") for i in range(2)]
-            deadline = time.monotonic() + 10
-            while fake.calls < 2 and time.monotonic() < deadline:
+            wait_for_calls(fake, 2)
+            queued = pool.submit(analyze, url, jpeg(), "prompt 3")
+            deadline = time.monotonic() + 5
+            while "llava_admission_waiting_requests 1.0" not in requests.get(url + "/metrics").text:
+                assert time.monotonic() < deadline, "the third request did not wait for a slot"
                 time.sleep(0.02)
             started = time.monotonic()
-            refused = analyze(url, jpeg(), "prompt 3")
+            refused = analyze(url, jpeg(), "prompt 4")
             refused_in = time.monotonic() - started
             cached_path_free = requests.get(url + "/health/live").status_code
             fake.mode = "ok"
             fake.release.set()
             finished = [f.result().json()["status"] for f in held]
-        after = analyze(url, jpeg(), "prompt 4").json()["status"]
+            waited = queued.result().json()["status"]
+        metrics = requests.get(url + "/metrics").text
     assert refused.status_code == 429 and refused.json()["status"] == "OVERLOADED"
-    assert refused.headers["Retry-After"] == "1"
+    assert int(refused.headers["Retry-After"]) >= 1 and "retry in" in refused.json()["result"]
     assert refused_in < 1.0 and cached_path_free == 200
-    assert finished == ["SUCCESS", "SUCCESS"] and after == "SUCCESS"
+    assert finished == ["SUCCESS", "SUCCESS"] and waited == "SUCCESS" and fake.calls == 3
+    assert 'llava_admission_rejected_total{reason="queue_full"} 1.0' in metrics
+
+
+def test_admission_wait_is_bounded_in_time(fake):
+    fake.mode = "stall"
+    with gateway(fake.url, MAX_UPSTREAM_IN_FLIGHT=1, ADMISSION_WAIT_SECONDS=0.5) as (url, _):
+        with ThreadPoolExecutor(1) as pool:
+            held = pool.submit(analyze, url, jpeg(), "holds the slot")
+            wait_for_calls(fake, 1)
+            started = time.monotonic()
+            refused = analyze(url, jpeg(), "waits too long")
+            waited = time.monotonic() - started
+            fake.release.set()
+            held.result()
+        metrics = requests.get(url + "/metrics").text
+    assert refused.status_code == 429 and refused.json()["status"] == "OVERLOADED"
+    assert "0.5 s" in refused.json()["result"]
+    assert 0.5 <= waited < 2.0 and int(refused.headers["Retry-After"]) >= 1
+    assert 'llava_admission_rejected_total{reason="wait_timeout"} 1.0' in metrics and fake.calls == 1
 
 
 def test_fallback_when_upstream_is_down():
@@ -115,7 +147,9 @@ def test_fallback_when_upstream_is_down():
     assert response.status_code == 200 and body["status"] == "FALLBACK"
     assert "temporarily unavailable" in body["result"] and body["usage"] is None
     assert elapsed < 1.0
-    assert ready.status_code == 503 and health.status_code == 200 and health.json()["upstream"] == "unavailable"
+    assert ready.status_code == 503 and ready.json()["status"] == "DOWN"
+    assert health.status_code == 200 and health.json()["status"] == "UP"
+    assert health.json()["components"]["model"]["status"] == "DOWN"
 
 
 def test_fallback_on_timeout_with_its_own_message(fake):
@@ -258,11 +292,11 @@ def test_unknown_route_and_method_answer_json(fake):
 
 
 def test_a_cache_hit_does_not_decode_the_image_again(fake, monkeypatch):
-    from gateway import validation
+    from gateway import native_api
 
     calls = []
-    real = validation.normalise
-    monkeypatch.setattr(validation, "normalise", lambda *a: calls.append(1) or real(*a))
+    real = native_api.normalise
+    monkeypatch.setattr(native_api, "normalise", lambda *a: calls.append(1) or real(*a))
     with gateway(fake.url) as (url, _):
         first = analyze(url, jpeg(), "What is this?").json()
         hits = [analyze(url, jpeg(), "What is this?").json()["status"] for _ in range(3)]

@@ -99,7 +99,7 @@ def near(pixel, expected, tolerance=12):
 
 # (case id, filename, bytes, content type, HTTP code, status, text the result must contain, check of the model's image)
 REFUSED = [
-    ("empty file", "photo.jpg", b"", "image/jpeg", 400, "image part is empty"),
+    ("empty file", "photo.jpg", b"", "image/jpeg", 400, "the image is empty"),
     ("text named .jpg", "photo.jpg", b"hello, I am not an image\n" * 10, "image/jpeg", 415, "not a recognised image"),
     ("html as png", "x.png", b"<html><body>hi</body></html>", "image/png", 415, "not a recognised image"),
     ("bmp", "photo.bmp", save(rgb(), "BMP"), "image/bmp", 415, "BMP file"),
@@ -210,15 +210,19 @@ FIELDS = [
     ("prompt of 1001 characters", {"data": {"prompt": "x" * 1001}}, "1001 characters"),
     ("missing image", {"files": None}, "`image` part is missing"),
     ("image as a text field", {"files": None, "data": {"prompt": "hi", "image": "abc"}}, "must be a file upload"),
-    ("max-tokens 0", {"params": {"max-tokens": "0"}}, "`max-tokens` must be from 1 to 1024; got 0"),
-    ("max-tokens 1025", {"params": {"max-tokens": "1025"}}, "got 1025"),
-    ("max-tokens not a number", {"params": {"max-tokens": "lots"}}, "must be a whole number"),
-    ("max-tokens fractional", {"params": {"max-tokens": "1.5"}}, "must be a whole number"),
-    ("temperature NaN", {"params": {"temperature": "nan"}}, "finite number"),
-    ("temperature infinity", {"params": {"temperature": "inf"}}, "finite number"),
-    ("temperature negative", {"params": {"temperature": "-0.1"}}, "from 0 to 2; got -0.1"),
-    ("temperature 2.5", {"params": {"temperature": "2.5"}}, "got 2.5"),
-    ("temperature not a number", {"params": {"temperature": "warm"}}, "must be a number"),
+]
+# The seed's parameters, refused alike from the query string and from form fields.
+PARAMS = [
+    ("max-tokens 0", {"max-tokens": "0"}, "`max-tokens` must be a whole number from 1 to 1024; got '0'"),
+    ("max-tokens 1025", {"max-tokens": "1025"}, "got '1025'"),
+    ("max-tokens not a number", {"max-tokens": "lots"}, "must be a whole number"),
+    ("max-tokens fractional", {"max-tokens": "1.5"}, "must be a whole number"),
+    ("max-tokens empty", {"max-tokens": ""}, "must be a whole number"),
+    ("temperature NaN", {"temperature": "nan"}, "`temperature` must be a number from 0 to 2; got 'nan'"),
+    ("temperature infinity", {"temperature": "inf"}, "got 'inf'"),
+    ("temperature negative", {"temperature": "-0.1"}, "from 0 to 2; got '-0.1'"),
+    ("temperature 2.5", {"temperature": "2.5"}, "got '2.5'"),
+    ("temperature not a number", {"temperature": "warm"}, "must be a number"),
 ]
 
 
@@ -232,6 +236,41 @@ def test_refused_fields(stack, case, request_parts, text):
     body = response.json()
     assert (response.status_code, body["status"]) == (400, "VALIDATION_ERROR"), body
     assert text in body["result"], body["result"]
+    assert fake.calls == calls
+
+
+@pytest.mark.parametrize("where", ["query", "form"])
+@pytest.mark.parametrize("case, values, text", PARAMS, ids=[c[0] for c in PARAMS])
+def test_refused_parameters_from_query_or_form(stack, where, case, values, text):
+    url, fake = stack
+    calls = fake.calls
+    files = {"image": ("p.jpg", save(rgb(), "JPEG"), "image/jpeg")}
+    data = {"prompt": "What is this?", **(values if where == "form" else {})}
+    response = requests.post(url + ANALYZE, files=files, data=data, params=values if where == "query" else None,
+                             timeout=30)
+    body = response.json()
+    assert (response.status_code, body["status"]) == (400, "VALIDATION_ERROR"), body
+    assert text in body["result"], body["result"]
+    assert fake.calls == calls
+
+
+def test_parameters_as_form_fields_reach_the_model(stack):
+    """Spring's @RequestParam binds query parameters and form fields alike; the seed's
+    clients may send either. Before: form fields were silently ignored."""
+    url, fake = stack
+    image = {"image": ("p.jpg", save(rgb(9, 9), "JPEG"), "image/jpeg")}
+    form = requests.post(url + ANALYZE, files=image, data={"prompt": "Form?", "max-tokens": "7", "temperature": "0"},
+                         timeout=30)
+    assert form.json()["status"] == "SUCCESS", form.text
+    assert (fake.payloads[-1]["max_tokens"], fake.payloads[-1]["temperature"]) == (7, 0.0)
+    both = requests.post(url + ANALYZE, files=image, data={"prompt": "Both?", "max-tokens": "9"},
+                         params={"max-tokens": "9", "temperature": "1.5"}, timeout=30)
+    assert both.json()["status"] == "SUCCESS", both.text
+    assert (fake.payloads[-1]["max_tokens"], fake.payloads[-1]["temperature"]) == (9, 1.5)
+    calls = fake.calls
+    clash = requests.post(url + ANALYZE, files=image, data={"prompt": "Clash?", "max-tokens": "9"},
+                          params={"max-tokens": "10"}, timeout=30)
+    assert clash.status_code == 400 and "sent twice with different values" in clash.json()["result"]
     assert fake.calls == calls
 
 

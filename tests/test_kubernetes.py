@@ -281,7 +281,8 @@ def test_the_gateway_finds_the_model_and_redis_through_their_services(overlay):
     assert one(docs, "StatefulSet", "llava-model")["spec"]["serviceName"] == "llava-model"
     redis_service = one(docs, "Service", "llava-redis")
     cache = urlsplit(gateway.cache_url)
-    assert (cache.scheme, cache.hostname, cache.port) == ("redis", "llava-redis", redis_service["spec"]["ports"][0]["port"])
+    assert (cache.scheme, cache.hostname, cache.port) == ("redis", "llava-redis",
+                                                          redis_service["spec"]["ports"][0]["port"])
 
 
 def test_services_and_budgets_select_pods_with_the_named_ports(overlay):
@@ -561,4 +562,5 @@ def test_the_guide_states_the_numbers_the_manifests_use():
         grace = one(gpu, kind, name)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
         assert f"the grace period is {grace} s" in text
     assert f"`{container(vllm, 'llava-model')['image']}`" in text
-    assert f"`startupProbe.failureThreshold`" in text and f"({startup_budget_s(container(gpu, 'llava-model')) // 60} minutes" in text
+    minutes = startup_budget_s(container(gpu, "llava-model")) // 60
+    assert "`startupProbe.failureThreshold`" in text and f"({minutes} minutes" in text

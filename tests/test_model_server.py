@@ -103,7 +103,8 @@ def test_chat_completions_plain_and_streamed_agree(server):
     assert completion["choices"][0]["finish_reason"] == "length"
     assert completion["usage"]["completion_tokens"] == 24
 
-    with requests.post(server + "/v1/chat/completions", json=chat_body(stream=True, stream_options={"include_usage": True}),
+    body = chat_body(stream=True, stream_options={"include_usage": True})
+    with requests.post(server + "/v1/chat/completions", json=body,
                        stream=True, timeout=60) as streamed:
         assert streamed.headers["Content-Type"].startswith("text/event-stream")
         events = read_sse(streamed)
@@ -134,7 +135,8 @@ def test_concurrent_requests_decode_together(server):
     steps_before = _metric(server, "llava_model_batch_size_count")
     alone_before = _metric(server, 'llava_model_batch_size_bucket{le="1.0"}')
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        responses = list(pool.map(lambda i: analyze(server, max_tokens=16, image=images.b64(images.jpeg(seed=i))), range(8)))
+        responses = list(pool.map(lambda i: analyze(server, max_tokens=16, image=images.b64(images.jpeg(seed=i))),
+                                  range(8)))
     assert [r.status_code for r in responses] == [200] * 8
     steps = _metric(server, "llava_model_batch_size_count") - steps_before
     alone = _metric(server, 'llava_model_batch_size_bucket{le="1.0"}') - alone_before
@@ -169,13 +171,15 @@ def test_stop_seed_and_response_format_over_http(server):
         return requests.post(server + "/v1/chat/completions", json=body, timeout=60).json()["choices"][0]["message"]
     assert sampled(7) == sampled(7) != sampled(8)
 
-    as_text = requests.post(server + "/v1/chat/completions", json=chat_body(response_format={"type": "text"}), timeout=60)
+    as_text = requests.post(server + "/v1/chat/completions", json=chat_body(response_format={"type": "text"}),
+                            timeout=60)
     assert as_text.status_code == 200
     schema = {"type": "object", "properties": {"verdict": {"enum": ["pass", "fail"]}, "defects": {
         "type": "array", "maxItems": 2, "items": {"type": "string", "maxLength": 20}}},
         "required": ["verdict", "defects"], "additionalProperties": False}
-    as_json = requests.post(server + "/v1/chat/completions", timeout=60, json=chat_body(max_tokens=120, response_format={
-        "type": "json_schema", "json_schema": {"name": "qc", "schema": schema, "strict": True}}))
+    qc = {"type": "json_schema", "json_schema": {"name": "qc", "schema": schema, "strict": True}}
+    as_json = requests.post(server + "/v1/chat/completions", timeout=60,
+                            json=chat_body(max_tokens=120, response_format=qc))
     assert as_json.status_code == 200, as_json.text
     assert as_json.json()["choices"][0]["finish_reason"] == "stop"
     assert set(json.loads(as_json.json()["choices"][0]["message"]["content"])) == {"verdict", "defects"}
@@ -183,7 +187,8 @@ def test_stop_seed_and_response_format_over_http(server):
         "type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "array", "uniqueItems": True}}}))
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "response_format"
     assert "uniqueItems" in refused.json()["error"]["message"]
-    too_many = requests.post(server + "/v1/chat/completions", json=chat_body(stop=["a", "b", "c", "d", "e"]), timeout=60)
+    too_many = requests.post(server + "/v1/chat/completions", json=chat_body(stop=["a", "b", "c", "d", "e"]),
+                             timeout=60)
     assert too_many.status_code == 400 and too_many.json()["error"]["param"] == "stop"
 
 
@@ -218,9 +223,11 @@ def test_the_request_id_and_traceparent_reach_the_log(demo_model_dir):
     ("post", "/v1/analyze", {"prompt": "hi", "image": images.b64(b"GIF89a garbage")}, 400, "invalid_image"),
     ("post", "/v1/analyze", {"prompt": "hi", "image": images.b64(b"plain text")}, 415, "unsupported_image_format"),
     ("post", "/v1/analyze", {"prompt": "", "image": images.b64(images.jpeg())}, 400, "invalid_request"),
-    ("post", "/v1/analyze", {"prompt": "hi", "image": images.b64(images.jpeg()), "max_tokens": 4000}, 400, "invalid_request"),
+    ("post", "/v1/analyze", {"prompt": "hi", "image": images.b64(images.jpeg()), "max_tokens": 4000}, 400,
+     "invalid_request"),
     ("post", "/v1/chat/completions", {"messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": images.data_url(images.jpeg(672, 672, seed=i))}} for i in range(2)]}],
+        {"type": "image_url", "image_url": {"url": images.data_url(images.jpeg(672, 672, seed=i))}}
+        for i in range(2)]}],
         "max_tokens": 1024}, 400, "context_length_exceeded"),
     ("post", "/v1/analyze", b"x" * 3_100_000, 413, "request_too_large"),
     ("get", "/v1/analyze", None, 405, "method_not_allowed"),
@@ -262,7 +269,8 @@ def test_metrics_carry_the_designed_names(server):
     analyze(server)
     text = requests.get(server + "/metrics", timeout=5).text
     for name in ("llava_model_time_to_first_token_seconds_bucket", "llava_model_e2e_latency_seconds_count",
-                 "llava_model_queue_wait_seconds_count", "llava_model_batch_size_count", "llava_model_prompt_tokens_total",
+                 "llava_model_queue_wait_seconds_count", "llava_model_batch_size_count",
+                 "llava_model_prompt_tokens_total",
                  "llava_model_generation_tokens_total", "llava_model_requests_running", "llava_model_requests_waiting",
                  "llava_model_requests_total", "llava_model_ready 1.0"):
         assert name in text, name
@@ -281,7 +289,8 @@ def _metric(url: str, name: str) -> float:
 def other_architecture(tmp_path):
     from transformers import LlamaConfig
 
-    LlamaConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16).save_pretrained(tmp_path)
+    LlamaConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                intermediate_size=16).save_pretrained(tmp_path)
     return tmp_path
 
 

@@ -123,11 +123,11 @@ def test_answers_are_cached_and_a_cached_answer_streams_as_one_chunk(fake):
 
 
 def test_a_cache_hit_does_not_decode_the_images_again(fake, monkeypatch):
-    from gateway import openai_api
+    from gateway import chat
 
     calls = []
-    real = openai_api.normalise
-    monkeypatch.setattr(openai_api, "normalise", lambda *a: calls.append(1) or real(*a))
+    real = chat.normalise
+    monkeypatch.setattr(chat, "normalise", lambda *a: calls.append(1) or real(*a))
     body = {"model": "fake-llava", "temperature": 0, "messages": [user("What is this?", data_url(jpeg()))]}
     with gateway(fake.url) as (url, _):
         statuses = [post(url, body).headers["X-Gateway-Status"] for _ in range(3)]
@@ -209,7 +209,7 @@ def error_of(response: requests.Response) -> dict:
 
 
 @pytest.mark.parametrize("body, param, fragment", [
-    ({"messages": []}, "messages", "non-empty array"),
+    ({"messages": []}, "messages", "must not be empty"),
     ({"messages": [user("x")], "n": 2}, "n", "n=1"),
     ({"messages": [user("x")], "max_tokens": 0}, "max_tokens", "from 1 to 1024"),
     ({"messages": [user("x")], "temperature": 3}, "temperature", "from 0 to 2"),
@@ -218,8 +218,21 @@ def error_of(response: requests.Response) -> dict:
     ({"messages": [user("x")], "tools": [{"type": "function"}]}, "tools", "not supported"),
     ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}, "messages",
      "last message"),
-    ({"messages": [{"role": "robot", "content": "hi"}]}, "messages[0]", "role"),
+    ({"messages": [{"role": "robot", "content": "hi"}]}, "messages[0].role", "one of 'user', 'system'"),
     ({"messages": [user("x", "data:image/png;base64,@@@")]}, "messages[0].content[1].image_url", "base64"),
+    ({"messages": [{"role": "assistant", "content": [{"type": "image_url", "image_url": {"url": "x"}}]},
+                   user("x")]}, "messages[0].content", "user messages only"),
+    ({"messages": [{"role": "user", "content": [{"type": "audio"}]}]}, "messages[0].content[0].type",
+     "one of 'text', 'image_url'"),
+    ({"messages": [user("x")], "stop": ["a", "b", "c", "d", "e"]}, "stop", "at most 4"),
+    ({"messages": [user("x")], "stop": "x" * 300}, "stop[0]", "at most 256 characters"),
+    ({"messages": [user("x")], "seed": 2 ** 64}, "seed", "whole number from -9223372036854775808"),
+    ({"messages": [user("x")], "seed": "7"}, "seed", "whole number"),
+    ({"messages": [user("x")], "presence_penalty": 0.5}, "presence_penalty", "not supported"),
+    ({"messages": [user("x")], "logprobs": True}, "logprobs", "not supported"),
+    ({"messages": [user("x")], "response_format": {"type": "json_object"}}, "response_format.type",
+     "no structured output"),
+    ({"messages": [user("x")], "max_tokens": 4, "min_tokens": 5}, "min_tokens", "must not exceed"),
 ])
 def test_bad_requests_get_400_naming_the_field(fake, body, param, fragment):
     with gateway(fake.url) as (url, _):
@@ -227,6 +240,21 @@ def test_bad_requests_get_400_naming_the_field(fake, body, param, fragment):
     error = error_of(response)
     assert response.status_code == 400 and error["param"] == param and fragment in error["message"], error
     assert error["type"] == "invalid_request_error" and fake.calls == 0
+
+
+def test_empty_defaults_of_refused_fields_and_ignored_fields_are_accepted(fake):
+    """Clients send empty defaults (Spring AI, LangChain4j: `tools: []`, `logprobs: false`,
+    penalties 0) and fields that do not change the answer: those keep working."""
+    body = {"messages": [user("x")], "tools": [], "tool_choice": "none", "logprobs": False, "presence_penalty": 0.0,
+            "frequency_penalty": 0, "logit_bias": {}, "modalities": ["text"], "user": "u-1", "metadata": {"a": "b"},
+            "store": False, "parallel_tool_calls": True, "service_tier": "auto", "n": 1, "max_tokens": 16.0,
+            "seed": 3.0, "stop": [], "top_k": 40, "min_tokens": 2}
+    with gateway(fake.url) as (url, _):
+        response = post(url, body)
+    assert response.status_code == 200, response.text
+    sent = fake.payloads[-1]
+    assert (sent["max_tokens"], sent["seed"], sent["top_k"], sent["min_tokens"]) == (16, 3, 40, 2)
+    assert "stop" not in sent and "tools" not in sent and "user" not in sent
 
 
 def test_status_codes_in_openai_shape(fake):
@@ -245,9 +273,11 @@ def test_status_codes_in_openai_shape(fake):
         with pytest.raises(openai.AuthenticationError):
             sdk(url, key="wrong").chat.completions.create(model="fake-llava", messages=[user("x")])
     assert no_key.status_code == 401 and error_of(no_key)["code"] == "invalid_api_key"
-    assert unsupported.status_code == 415 and error_of(unsupported)["code"] == "unsupported_image_format"
-    assert "BMP" in error_of(unsupported)["message"]
-    assert too_big.status_code == 413 and error_of(too_big)["code"] == "image_too_large"
+    # Bad image content is 400 invalid_request_error, as OpenAI answers it; the code and message say what.
+    assert unsupported.status_code == 400 and error_of(unsupported)["code"] == "unsupported_image_format"
+    assert error_of(unsupported)["type"] == "invalid_request_error" and "BMP" in error_of(unsupported)["message"]
+    assert error_of(unsupported)["param"] == "messages[0].content[1].image_url"
+    assert too_big.status_code == 400 and error_of(too_big)["code"] == "image_too_large"
     assert body_too_big.status_code == 413 and error_of(body_too_big)["code"] == "request_too_large"
     assert no_route.status_code == 404 and error_of(no_route)["code"] == "not_found"
     assert not_json.status_code == 400 and "JSON" in error_of(not_json)["message"]
@@ -279,7 +309,7 @@ def test_upstream_refusals_and_outages(fake):
 
 def test_model_down_is_503_fast_and_admission_429(fake):
     fake.mode = "stall"
-    with gateway(fake.url, MAX_UPSTREAM_IN_FLIGHT=1) as (url, _):
+    with gateway(fake.url, MAX_UPSTREAM_IN_FLIGHT=1, ADMISSION_QUEUE=0) as (url, _):
         import threading
         held = threading.Thread(target=post, args=(url, {"messages": [user("slow")]}))
         held.start()
@@ -362,5 +392,5 @@ def test_allow_listed_hosts_are_fetched_within_limits(fake):
     assert other_port.status_code == 400 and error_of(other_port)["code"] == "remote_image_refused"
     assert redirect.status_code == 400 and "redirect" in error_of(redirect)["message"]
     assert slow.status_code == 400 and "within 1 s" in error_of(slow)["message"] and slow_s < 3
-    assert too_big.status_code == 413 and error_of(too_big)["code"] == "image_too_large"
+    assert too_big.status_code == 400 and error_of(too_big)["code"] == "image_too_large"
     assert fake.calls == 1

@@ -19,7 +19,8 @@ def processors(demo_model_dir):
     return stock, fast
 
 
-@pytest.mark.parametrize("size", [(640, 480), (1, 1), (2000, 600), (300, 900), (336, 336), (1008, 336), (17, 999), (672, 673)])
+@pytest.mark.parametrize("size", [(640, 480), (1, 1), (2000, 600), (300, 900), (336, 336), (1008, 336), (17, 999),
+                                  (672, 673)])
 def test_same_pixels_and_tokens_as_the_stock_processor(processors, size):
     stock, fast = processors
     image = images.noise(*size, seed=sum(size))

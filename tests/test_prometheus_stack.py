@@ -43,10 +43,11 @@ def test_prometheus_scrapes_the_demo_stack(demo_model_dir, tmp_path):
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     env = {name: str(port) for name, port in ports.items() if name != "PROMETHEUS"}
     env.update({"MODEL_PATH": "demo", "DEMO_MODEL_DIR": str(demo_model_dir), "WARMUP_REQUESTS": "1", "MODEL_URL": "",
-                "CACHE_URL": "", "API_KEYS": "", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "multiproc")})
+                "CACHE_URL": "", "API_KEYS": ""})
     prom = f"http://127.0.0.1:{ports['PROMETHEUS']}"
-    with Proc(python("stack.py"), env=env) as stack, \
-            Proc([prometheus, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+    with Proc(python("stack.py"), env=env, unset=("PROMETHEUS_MULTIPROC_DIR",)) as stack, \
+            Proc([prometheus, f"--config.file={tmp_path / 'prometheus.yml'}",
+                  f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                   f"--web.listen-address=127.0.0.1:{ports['PROMETHEUS']}"]) as server:
         gateway = f"http://127.0.0.1:{ports['GATEWAY_PORT']}"
         stack.wait_for(gateway + "/health/ready", 200, timeout=120)

@@ -24,8 +24,10 @@ SCHEMAS = {
         "required": ["vendor"], "additionalProperties": False},
     "array of objects": {"type": "object", "properties": {"lines": {"type": "array", "maxItems": 3, "items": {
         "type": "object", "properties": {"item": WORD, "qty": {"type": "integer", "minimum": 1, "maximum": 9}},
-        "required": ["item", "qty"], "additionalProperties": False}}}, "required": ["lines"], "additionalProperties": False},
-    "anyOf": {"type": "object", "properties": {"id": {"anyOf": [WORD, {"type": "integer", "minimum": 0, "maximum": 999}]}},
+        "required": ["item", "qty"], "additionalProperties": False}}},
+        "required": ["lines"], "additionalProperties": False},
+    "anyOf": {"type": "object", "properties": {"id": {"anyOf": [WORD, {"type": "integer", "minimum": 0,
+                                                                        "maximum": 999}]}},
               "required": ["id"], "additionalProperties": False},
     "nullable": {"type": "object", "properties": {"note": {"type": ["string", "null"], "maxLength": 12}},
                  "required": ["note"], "additionalProperties": False},
@@ -35,10 +37,12 @@ SCHEMAS = {
                 "required": ["sku"], "additionalProperties": False},
     "date": {"type": "object", "properties": {"date": {"type": "string", "format": "date"}}, "required": ["date"],
              "additionalProperties": False},
-    "optional fields": {"type": "object", "properties": {"a": WORD, "b": {"type": "integer", "minimum": 0, "maximum": 5}},
+    "optional fields": {"type": "object", "properties": {"a": WORD,
+                                                         "b": {"type": "integer", "minimum": 0, "maximum": 5}},
                         "required": ["a"], "additionalProperties": False},
     "refs": {"type": "object", "$defs": {"point": {"type": "object", "properties": {
-        "x": {"type": "integer", "minimum": 0, "maximum": 1000}, "y": {"type": "integer", "minimum": 0, "maximum": 1000}},
+        "x": {"type": "integer", "minimum": 0, "maximum": 1000},
+        "y": {"type": "integer", "minimum": 0, "maximum": 1000}},
         "required": ["x", "y"], "additionalProperties": False}},
         "properties": {"top_left": {"$ref": "#/$defs/point"}, "bottom_right": {"$ref": "#/$defs/point"}},
         "required": ["top_left", "bottom_right"], "additionalProperties": False},
@@ -164,7 +168,8 @@ def test_min_tokens_cannot_fight_a_schema():
     from llava_runtime.inputs import Limits, parse_chat
     from llava_runtime.settings import ModelSettings
 
-    body = {"messages": [{"role": "user", "content": "hi"}], "min_tokens": 5, "response_format": {"type": "json_object"}}
+    body = {"messages": [{"role": "user", "content": "hi"}], "min_tokens": 5,
+            "response_format": {"type": "json_object"}}
     with pytest.raises(ApiError) as refused:
         parse_chat(body, Limits(ModelSettings()))
     assert refused.value.param == "min_tokens"

@@ -96,7 +96,10 @@ def test_stall_deadline_resets_on_progress_only(clock, proc, body):
     m.start()
     for _ in range(3):  # progress keeps it alive well past one stall deadline
         clock.advance(9)
-        body = {**body, "step": body.get("step", 0) + 1} if "step" in body else {**body, "progress": {"step": body["progress"]["step"] + 1}}
+        if "step" in body:
+            body = {**body, "step": body.get("step", 0) + 1}
+        else:
+            body = {**body, "progress": {"step": body["progress"]["step"] + 1}}
         m.on_health(m.generation, 503, body)
         m.tick()
         assert m.state is State.STARTING

@@ -22,18 +22,24 @@ import java.util.regex.Pattern;
  * <pre>
  *   javac -d out clients/java/LlavaClient.java
  *   java -cp out LlavaClient http://localhost:8080 photo.jpg "What's in this picture?"
+ *   java -cp out LlavaClient http://localhost:8080/v1 photo.jpg "What's in this picture?"
  * </pre>
  * LLAVA_API_KEY, when set, is sent as {@code Authorization: Bearer}.
  * Calls the native multipart API, lists the models, then asks the same question
  * through the OpenAI-compatible chat completions API with the image as a data URL.
+ * The base URL is an OpenAI base URL, with or without /v1 (the gateway serves both):
+ * like the OpenAI SDKs, the client appends /models and /chat/completions to it; the
+ * native API is at the gateway's root.
  */
 public final class LlavaClient {
     private final HttpClient http = HttpClient.newHttpClient();
-    private final String baseUrl;
+    private final String openAiBase;
+    private final String root;
     private final String apiKey = System.getenv("LLAVA_API_KEY");
 
     LlavaClient(String baseUrl) {
-        this.baseUrl = baseUrl.replaceAll("/+$", "");
+        this.openAiBase = baseUrl.replaceAll("/+$", "");
+        this.root = openAiBase.replaceAll("/v1$", "");
     }
 
     /** POST /api/v1/multimodal/analyze: multipart parts `image` and `prompt`. */
@@ -45,15 +51,15 @@ public final class LlavaClient {
         body.add(image);
         body.add(("\r\n--" + boundary + "\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\n" + prompt
                 + "\r\n--" + boundary + "--\r\n").getBytes(StandardCharsets.UTF_8));
-        HttpRequest request = request("/api/v1/multimodal/analyze?max-tokens=" + maxTokens)
+        HttpRequest request = request(root + "/api/v1/multimodal/analyze?max-tokens=" + maxTokens)
                 .header("Content-Type", "multipart/form-data; boundary=" + boundary)
                 .POST(HttpRequest.BodyPublishers.ofByteArrays(body)).build();
         return send(request);
     }
 
-    /** GET /v1/models: the first model id. */
+    /** GET {base}/models: the first model id. */
     String firstModel() throws IOException, InterruptedException {
-        String models = send(request("/v1/models").GET().build());
+        String models = send(request(openAiBase + "/models").GET().build());
         Matcher id = Pattern.compile("\"id\"\\s*:\\s*\"([^\"]+)\"").matcher(models);
         if (!id.find()) {
             throw new IOException("no model listed: " + models);
@@ -61,19 +67,19 @@ public final class LlavaClient {
         return id.group(1);
     }
 
-    /** POST /v1/chat/completions with a text part and the image as a data: URL. */
+    /** POST {base}/chat/completions with a text part and the image as a data: URL. */
     String chat(String model, byte[] image, String prompt, int maxTokens) throws IOException, InterruptedException {
         String dataUrl = "data:image/jpeg;base64," + Base64.getEncoder().encodeToString(image);
         String json = "{\"model\":\"" + escape(model) + "\",\"max_tokens\":" + maxTokens + ",\"temperature\":0,"
                 + "\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"" + escape(prompt)
                 + "\"},{\"type\":\"image_url\",\"image_url\":{\"url\":\"" + dataUrl + "\"}}]}]}";
-        HttpRequest request = request("/v1/chat/completions").header("Content-Type", "application/json")
+        HttpRequest request = request(openAiBase + "/chat/completions").header("Content-Type", "application/json")
                 .POST(HttpRequest.BodyPublishers.ofString(json)).build();
         return send(request);
     }
 
-    private HttpRequest.Builder request(String path) {
-        HttpRequest.Builder builder = HttpRequest.newBuilder(URI.create(baseUrl + path)).timeout(Duration.ofSeconds(120));
+    private HttpRequest.Builder request(String url) {
+        HttpRequest.Builder builder = HttpRequest.newBuilder(URI.create(url)).timeout(Duration.ofSeconds(120));
         if (apiKey != null && !apiKey.isEmpty()) {
             builder.header("Authorization", "Bearer " + apiKey);
         }

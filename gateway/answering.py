@@ -1,21 +1,22 @@
-"""The request path, after validation: cache -> single-flight -> admission ->
-upstream (breaker, timeouts) -> fallback. Returns an `Answer` or raises
-`Refusal`; HTTP lives in api.py and openai_api.py.
+"""The core both faces share: the request path after validation, cache ->
+single-flight -> admission -> upstream (breaker, timeouts) -> fallback. It returns
+an `Answer` or raises `Refusal`; HTTP and request shapes live in the faces
+(native_api.py, openai_api.py), which hand it a cache key and a function that
+builds the upstream chat-completions request on a miss.
 
-Both APIs go through here: `analyze()` for the native API, `answer()` (one
-answer) and `open_stream()` (Server-Sent Events) for the OpenAI face, which asks
-for no fallback: OpenAI clients expect an outage as a 503 error, not as text."""
+`answer()` gives one answer; `open_stream()` an answer relayed as it is generated
+(Server-Sent Events). The OpenAI face asks for no fallback (its clients expect an
+outage as a 503 error, not as text) and, for answers sampled without a seed, no
+reuse: no cache and no single-flight, so each call gets its own sample."""
 from __future__ import annotations
 
-import base64
 import logging
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from typing import Callable
 
 from . import upstream as up
-from .cache import SingleFlight, cache_key
-from .images import Normalised
+from .cache import SingleFlight
 from .statuses import CACHED, FALLBACK, OVERLOADED, SERVICE_UNAVAILABLE, SUCCESS, Refusal, invalid
 
 log = logging.getLogger(__name__)
@@ -29,18 +30,6 @@ _UNAVAILABLE = {
     up.BREAKER_OPEN: "the model service is failing; calls are paused by the circuit breaker",
     up.NOT_READY: "the model is not ready (starting, stopping or down)",
 }
-
-
-@dataclass(frozen=True)
-class AnalyzeRequest:
-    image: bytes                # as uploaded: the cache key hashes these bytes
-    prompt: str
-    max_tokens: int
-    temperature: float
-    # Judges and normalises the image (decode, rotate, convert, scale, re-encode):
-    # called on a cache miss only. A hit needs none of it: only answers to images
-    # that passed it are cached, keyed by these exact bytes.
-    normalise: Callable[[], Normalised]
 
 
 @dataclass(frozen=True)
@@ -59,94 +48,82 @@ class Answer:
         return {"promptTokens": self.prompt_tokens, "completionTokens": self.completion_tokens}
 
 
-class Analyzer:
+class Answering:
     def __init__(self, settings, cache, upstream, admission, metrics):
         self.settings, self.cache, self.upstream, self.admission, self.metrics = (
             settings, cache, upstream, admission, metrics)
         self.flights = SingleFlight()
-        # A follower waits at most as long as the leader's model call may take.
-        self._follower_wait_s = settings.connect_timeout_s + settings.read_timeout_s + 5
+        # A follower waits at most as long as the leader may wait for a slot and then call.
+        self._follower_wait_s = settings.admission_wait_s + settings.connect_timeout_s + settings.read_timeout_s + 5
 
-    def analyze(self, request: AnalyzeRequest, request_id: str) -> Answer:
-        key = cache_key(request.image, request.prompt, request.max_tokens, request.temperature,
-                        self.settings.upstream_model)
-        return self.answer(key, lambda: self._payload(request), request_id)
-
-    def answer(self, key: str, payload: Callable[[], dict], request_id: str, fallback: bool = True) -> Answer:
-        """One answer for `key`; `payload()` builds the upstream request on a miss."""
-        hit = self.cache.get(key)
-        if hit is not None:
-            return Answer(CACHED, **hit)
+    def answer(self, key: str, payload: Callable[[], dict], trace: up.Trace, fallback: bool = True,
+               reuse: bool = True) -> Answer:
+        """One answer for `key`; `payload()` builds the upstream request on a miss.
+        `reuse=False`: neither cached nor shared with an identical request in flight."""
+        if reuse:
+            hit = self.cache.get(key)
+            if hit is not None:
+                return Answer(CACHED, **hit)
         body = payload()  # may refuse (a bad image): before the single flight and any admission slot
+        if not reuse:
+            return self._ask_model(body, None, trace, fallback)
         try:
-            answer, shared = self.flights.do(key, lambda: self._ask_model(body, key, request_id, fallback),
+            answer, shared = self.flights.do(key, lambda: self._ask_model(body, key, trace, fallback),
                                              self._follower_wait_s)
         except TimeoutError:
             return self._fallback(up.UpstreamDown(up.TIMEOUT, "waited too long for an identical request"),
-                                  request_id, fallback)
+                                  trace, fallback)
         if shared:
             self.metrics.coalesced.inc()
         return answer
 
-    def _ask_model(self, body: dict, key: str, request_id: str, fallback: bool) -> Answer:
+    def _ask_model(self, body: dict, key: str | None, trace: up.Trace, fallback: bool) -> Answer:
         try:
             with self.admission.slot():
-                completion = self.upstream.complete(body, request_id)
+                completion = self.upstream.complete(body, trace)
         except up.UpstreamDown as exc:
-            return self._fallback(exc, request_id, fallback)
+            return self._fallback(exc, trace, fallback)
         except up.UpstreamRefused as exc:
-            raise self._refusal(exc, request_id) from None
+            raise self._refusal(exc, trace) from None
         answer = Answer(SUCCESS, completion.text, completion.model, completion.prompt_tokens,
                         completion.completion_tokens, completion.finish_reason)
-        self.remember(key, answer)
+        if key is not None:
+            self.remember(key, answer)
         return answer
 
     def remember(self, key: str, answer: Answer) -> None:
         self.cache.put(key, {k: v for k, v in asdict(answer).items() if k != "status"})
 
-    def open_stream(self, key: str, payload: Callable[[], dict], request_id: str) -> "Answer | Streaming":
+    def open_stream(self, key: str, payload: Callable[[], dict], trace: up.Trace,
+                    reuse: bool = True) -> "Answer | Streaming":
         """A cached answer, or an open upstream stream holding an admission slot
         until it is closed. Streams are not coalesced (each client gets its own
-        tokens as they come); one that completes is cached like a plain answer.
-        Never falls back: an outage is a `Refusal` (503)."""
-        hit = self.cache.get(key)
-        if hit is not None:
-            return Answer(CACHED, **hit)
+        tokens as they come); one that completes is cached like a plain answer
+        (unless `reuse=False`). Never falls back: an outage is a `Refusal` (503)."""
+        if reuse:
+            hit = self.cache.get(key)
+            if hit is not None:
+                return Answer(CACHED, **hit)
         body = payload()  # may refuse (a bad image): before any admission slot
         held = ExitStack()
         try:
             held.enter_context(self.admission.slot())
-            stream = self.upstream.stream(body, request_id)
+            stream = self.upstream.stream(body, trace)
         except up.UpstreamDown as exc:
             held.close()
-            self._fallback(exc, request_id, fallback=False)  # raises: no fallback here
+            self._fallback(exc, trace, fallback=False)  # raises: no fallback here
         except up.UpstreamRefused as exc:
             held.close()
-            raise self._refusal(exc, request_id) from None
+            raise self._refusal(exc, trace) from None
         except BaseException:
             held.close()
             raise
         held.callback(stream.close)
-        return Streaming(self, key, stream, held, request_id)
+        return Streaming(self, key if reuse else None, stream, held, trace.request_id)
 
-    def _payload(self, request: AnalyzeRequest) -> dict:
-        image = request.normalise()
-        payload = {
-            "messages": [{"role": "user", "content": [
-                {"type": "image_url", "image_url": {"url": f"data:{image.mime};base64," + _b64(image.data)}},
-                {"type": "text", "text": request.prompt},
-            ]}],
-            "max_tokens": request.max_tokens,
-            "temperature": request.temperature,
-            "stream": False,
-        }
-        if self.settings.upstream_model:
-            payload["model"] = self.settings.upstream_model
-        return payload
-
-    def _fallback(self, failure: up.UpstreamDown, request_id: str, fallback: bool = True) -> Answer:
+    def _fallback(self, failure: up.UpstreamDown, trace: up.Trace, fallback: bool = True) -> Answer:
         self.metrics.upstream_errors.labels(failure.kind).inc()
-        log.warning("model unavailable (%s: %s) [%s]", failure.kind, failure.detail, request_id)
+        log.warning("model unavailable (%s: %s) [%s]", failure.kind, failure.detail, trace.request_id)
         if fallback and self.settings.fallback_enabled:
             message = (self.settings.fallback_timeout_message if failure.kind == up.TIMEOUT
                        else self.settings.fallback_message)
@@ -155,8 +132,8 @@ class Analyzer:
         raise Refusal(SERVICE_UNAVAILABLE, 503, f"{_UNAVAILABLE[failure.kind]}; retry in {retry_after} s",
                       retry_after=retry_after)
 
-    def _refusal(self, refused: up.UpstreamRefused, request_id: str) -> Refusal:
-        log.info("model refused the request: %d %s [%s]", refused.http, refused.code, request_id)
+    def _refusal(self, refused: up.UpstreamRefused, trace: up.Trace) -> Refusal:
+        log.info("model refused the request: %d %s [%s]", refused.http, refused.code, trace.request_id)
         if refused.http == 429:
             self.metrics.upstream_errors.labels("queue_full").inc()
             retry_after = refused.retry_after or 1
@@ -173,9 +150,10 @@ class Streaming:
     come and caches the answer once it is complete; `close()` (idempotent) drops
     the upstream connection and frees the admission slot."""
 
-    def __init__(self, analyzer: Analyzer, key: str, stream: up.UpstreamStream, held: ExitStack, request_id: str):
-        self._analyzer, self._key, self._stream, self._held, self._request_id = (
-            analyzer, key, stream, held, request_id)
+    def __init__(self, core: Answering, key: str | None, stream: up.UpstreamStream, held: ExitStack,
+                 request_id: str):
+        self._core, self._key, self._stream, self._held, self._request_id = (
+            core, key, stream, held, request_id)
 
     def events(self):
         text, model, finish, usage = [], None, None, None
@@ -191,16 +169,13 @@ class Streaming:
                 usage = event.get("usage") or usage
                 yield event
         except up.UpstreamDown as exc:
-            self._analyzer.metrics.upstream_errors.labels(exc.kind).inc()
+            self._core.metrics.upstream_errors.labels(exc.kind).inc()
             log.warning("stream broke off (%s: %s) [%s]", exc.kind, exc.detail, self._request_id)
             raise
-        if finish and usage:
-            self._analyzer.remember(self._key, Answer(SUCCESS, "".join(text), model, usage.get("prompt_tokens"),
+        if finish and usage and self._key is not None:
+            self._core.remember(self._key, Answer(SUCCESS, "".join(text), model, usage.get("prompt_tokens"),
                                                       usage.get("completion_tokens"), finish))
 
     def close(self) -> None:
         self._held.close()
 
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")

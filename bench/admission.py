@@ -1,0 +1,169 @@
+"""Admission under load on the `make demo` stack, with default settings.
+
+    python -m bench.admission                    # starts stack.py on the demo model (as make demo)
+    python -m bench.admission --url http://127.0.0.1:8080   # against a running stack
+
+Two measurements, each request a distinct image (no cache hits) with the client's
+default parameters (max-tokens 512, temperature 0.2), as a Spring app would send:
+
+1. `--clients` (32) concurrent clients, closed loop, `--rounds` requests each: how
+   many 429s (the issue: 16 clients got about a third refused at once).
+2. A burst of `--burst` (300) requests at once: every answer must be a designed one
+   (200, or 429 with Retry-After), no 5xx, none left hanging past `--timeout`.
+
+Traffic goes to 127.0.0.1 only, bounded in count and time. Writes
+bench/results/admission.md and prints it.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import io
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+from PIL import Image
+
+from tests.procs import Proc, free_port, python
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "admission.md"
+ANALYZE = "/api/v1/multimodal/analyze"
+PROMPT = "What is in this picture?"
+
+
+def photo(i: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (320, 240), (i * 37 % 256, i * 91 % 256, i * 13 % 256)).save(out, "JPEG")
+    return out.getvalue()
+
+
+def ask(url: str, i: int, timeout: float) -> dict:
+    started = time.monotonic()
+    try:
+        response = requests.post(url + ANALYZE, files={"image": ("photo.jpg", photo(i), "image/jpeg")},
+                                 data={"prompt": PROMPT}, timeout=timeout)
+        outcome = str(response.status_code)
+        retry_after = response.headers.get("Retry-After")
+        status = response.json().get("status") if response.headers.get("Content-Type", "").startswith(
+            "application/json") else None
+    except requests.Timeout:
+        outcome, retry_after, status = "HUNG", None, None
+    except requests.RequestException as exc:
+        outcome, retry_after, status = type(exc).__name__, None, None
+    return {"outcome": outcome, "status": status, "retry_after": retry_after, "seconds": time.monotonic() - started}
+
+
+def clients(url: str, count: int, rounds: int, timeout: float) -> list[dict]:
+    results, lock = [], threading.Lock()
+
+    def client(c: int) -> None:
+        for r in range(rounds):
+            answer = ask(url, 10_000 + c * rounds + r, timeout)
+            with lock:
+                results.append(answer)
+                sys.stderr.write(f"\r  {count} clients: {len(results)}/{count * rounds}")
+
+    with ThreadPoolExecutor(count) as pool:
+        list(pool.map(client, range(count)))
+    sys.stderr.write("\n")
+    return results
+
+
+def burst(url: str, count: int, timeout: float) -> list[dict]:
+    start = threading.Barrier(count)
+
+    def one(i: int) -> dict:
+        start.wait()  # all at once
+        return ask(url, 50_000 + i, timeout)
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def summary(name: str, results: list[dict], seconds: float) -> str:
+    outcomes = {}
+    for r in results:
+        outcomes[r["outcome"]] = outcomes.get(r["outcome"], 0) + 1
+    refused = [r for r in results if r["outcome"] == "429"]
+    latencies = sorted(r["seconds"] for r in results)
+    p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))]
+    fivexx = sum(n for o, n in outcomes.items() if o.startswith("5"))
+    other = sum(n for o, n in outcomes.items() if o not in ("200", "429") and not o.startswith("5"))
+    retry = sorted({r["retry_after"] for r in refused if r["retry_after"]})
+    return (f"| {name} | {len(results)} | {outcomes.get('200', 0)} | {len(refused)} | "
+            f"{sum(1 for r in refused if r['retry_after'])} ({', '.join(retry) or '-'} s) | {fivexx} | {other} | "
+            f"{statistics.median(latencies):.1f} | {p95:.1f} | {latencies[-1]:.1f} | {seconds:.0f} |")
+
+
+def start_stack() -> tuple[Proc, str]:
+    port = free_port()
+    env = {"MODEL_PATH": "demo", "GATEWAY_PORT": str(port), "MODEL_PORT": str(free_port()),
+           "SUPERVISOR_PORT": str(free_port())}
+    settings = ("MODEL_URL", "CACHE_URL", "GATEWAY_WORKERS", "GATEWAY_THREADS", "MAX_UPSTREAM_IN_FLIGHT",
+                "ADMISSION_QUEUE", "ADMISSION_WAIT_SECONDS", "MAX_BATCH_SIZE", "MAX_QUEUE", "PROMETHEUS_MULTIPROC_DIR")
+    proc = Proc(python("stack.py"), env=env, unset=settings)  # as `make demo`: default settings
+    deadline = time.monotonic() + 300
+    while "stack: ready" not in proc.output():
+        if proc.popen.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("the demo stack did not start:\n" + proc.output()[-3000:])
+        time.sleep(0.5)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def main(argv: list[str]) -> int:
+    args = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    args.add_argument("--url", help="a running gateway (default: start stack.py on the demo model)")
+    args.add_argument("--clients", type=int, default=32)
+    args.add_argument("--rounds", type=int, default=3, help="requests per client")
+    args.add_argument("--burst", type=int, default=300)
+    args.add_argument("--timeout", type=float, default=120.0, help="a request unanswered this long counts as HUNG")
+    options = args.parse_args(argv)
+    proc, url = (None, options.url.rstrip("/")) if options.url else start_stack()
+    try:
+        ask(url, 0, options.timeout)  # warm up
+        started = time.monotonic()
+        steady = clients(url, options.clients, options.rounds, options.timeout)
+        steady_s = time.monotonic() - started
+        time.sleep(2)
+        started = time.monotonic()
+        sudden = burst(url, options.burst, options.timeout)
+        burst_s = time.monotonic() - started
+    finally:
+        if proc:
+            proc.stop(timeout=90)
+    command = "python -m bench.admission" + (f" --url {options.url}" if options.url else "") + "".join(
+        f" --{k} {v}" for k, v in (("clients", options.clients), ("rounds", options.rounds),
+                                   ("burst", options.burst)) if v != args.get_default(k))
+    cores = os.cpu_count()
+    text = "\n".join([
+        "# Admission on the demo stack, default settings", "",
+        f"Command: `{command}`  ",
+        f"Date: {datetime.datetime.now():%Y-%m-%d %H:%M}, {platform.machine()}, {cores} cores (shared); the stack "
+        "of `make demo` (stack.py: supervisor + demo model on the CPU + gunicorn gateway, one worker) with default "
+        "settings: MAX_UPSTREAM_IN_FLIGHT=8, ADMISSION_QUEUE=32, ADMISSION_WAIT_SECONDS=60, GATEWAY_THREADS=48, "
+        "model MAX_BATCH_SIZE=8, MAX_QUEUE=64. Each request a distinct 320x240 JPEG, max-tokens 512 (the default).",
+        "",
+        "| load | requests | 200 | 429 | 429 with Retry-After | 5xx | other (errors, HUNG) | p50 s | p95 s | max s "
+        "| wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        summary(f"{options.clients} concurrent clients x {options.rounds}", steady, steady_s),
+        summary(f"burst of {options.burst} at once", sudden, burst_s), "",
+    ])
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(text)
+    print(text)
+    bad = [r for r in steady + sudden if r["outcome"] not in ("200", "429") or
+           (r["outcome"] == "429" and not r["retry_after"])]
+    return 1 if bad or any(r["outcome"] == "429" for r in steady) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

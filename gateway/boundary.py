@@ -1,0 +1,133 @@
+"""What every request goes through, whichever face answers it: a request id (given
+or made), the caller's W3C trace context, the API key, the in-flight count, and on
+the way out the metrics and one log line. Also the error boundary: every refusal,
+HTTP error (no such route, body too large) and unexpected exception leaves in the
+shape of the face that owns the path (`Face`), never with exception text.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Callable
+
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from . import auth, parts
+from .statuses import INTERNAL_ERROR, UNAUTHORIZED, VALIDATION_ERROR, Refusal
+from .upstream import Trace
+
+log = logging.getLogger(__name__)
+# Open without an API key and not counted as API requests.
+OPEN_PATHS = ("/health", "/metrics", "/openapi.json")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+# W3C Trace Context: version-traceid-parentid-flags; all-zero ids and version ff are invalid.
+_TRACEPARENT = re.compile(r"^(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
+_TRACESTATE = re.compile(r"^[\x20-\x7e]{1,512}$")
+
+
+@dataclass(frozen=True)
+class Face:
+    """One public face of the gateway, as the boundary sees it."""
+    name: str
+    owns: Callable[[str], bool]                 # does a request path belong to this face?
+    render: Callable[[Refusal], Response]       # an error in this face's shape
+    too_large: Callable[[object], str]          # what "body too large" means here (from the settings)
+    label: Callable[[str], str] = str           # a route as the `endpoint` label of the metrics
+
+
+def install(app: Flask, faces: list[Face]) -> None:
+    """`faces` in order of precedence; the last one owns every other path."""
+    app.extensions["gateway_faces"] = faces
+    app.before_request(start)
+    app.after_request(finish)
+    app.teardown_request(done)
+    app.register_error_handler(Refusal, refused)
+    app.register_error_handler(RequestEntityTooLarge, too_large)
+    app.register_error_handler(HTTPException, http_error)
+    app.register_error_handler(Exception, unexpected)
+
+
+def start():
+    given = request.headers.get("X-Request-ID", "")
+    g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+    traceparent = request.headers.get("traceparent", "").strip().lower()
+    tracestate = request.headers.get("tracestate", "").strip()
+    if _TRACEPARENT.match(traceparent):
+        g.trace = Trace(g.request_id, traceparent, tracestate if _TRACESTATE.match(tracestate) else None)
+    else:  # absent or malformed: not passed on (W3C: start afresh rather than forward garbage)
+        g.trace = Trace(g.request_id)
+    g.started = time.monotonic()
+    g.counted = not request.path.startswith(OPEN_PATHS)
+    if g.counted:
+        parts().metrics.in_flight.inc()
+        auth.check(request.headers, parts().settings.api_keys)
+
+
+def finish(response: Response) -> Response:
+    response.headers["X-Request-ID"] = g.get("request_id", "")
+    if g.get("counted"):
+        endpoint = face().label(request.url_rule.rule) if request.url_rule else "unmatched"
+        status = g.get("answer_status", "HTTP_%d" % response.status_code)
+        elapsed = time.monotonic() - g.started
+        metrics = parts().metrics
+        metrics.requests.labels(endpoint, status).inc()
+        metrics.response_time.labels(endpoint).observe(elapsed)
+        trace = g.get("trace")
+        log.info("%s %s -> %d %s in %.0f ms%s", request.method, request.path, response.status_code, status,
+                 elapsed * 1000, f" traceparent={trace.traceparent}" if trace and trace.traceparent else "")
+    return response
+
+
+def done(_exc):
+    if g.get("counted"):
+        parts().metrics.in_flight.dec()
+
+
+# --------------------------------------------------------------------- errors
+
+def face() -> Face:
+    from flask import current_app
+
+    faces = current_app.extensions["gateway_faces"]
+    return next((f for f in faces if f.owns(request.path)), faces[-1])
+
+
+def answer(refusal: Refusal) -> Response:
+    """A refusal in the owning face's shape, with its Retry-After / WWW-Authenticate."""
+    g.answer_status = refusal.status
+    response = face().render(refusal)
+    if refusal.retry_after is not None:
+        response.headers["Retry-After"] = str(refusal.retry_after)
+    if refusal.status == UNAUTHORIZED:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="llava"'
+    return response
+
+
+def refused(error: Refusal):
+    if error.status != UNAUTHORIZED:
+        log.info("refused %d %s: %s", error.http, error.status, error.message)
+    return answer(error)
+
+
+def too_large(_error):
+    return answer(Refusal(VALIDATION_ERROR, 413, face().too_large(parts().settings), code="request_too_large"))
+
+
+def http_error(error: HTTPException):
+    message = {404: f"no such endpoint: {request.method} {request.path}",
+               405: f"{request.method} is not allowed on {request.path}"}.get(
+        error.code, f"the request could not be read ({error.name})")
+    response = answer(Refusal(VALIDATION_ERROR, error.code or 400, message))
+    for name, value in error.get_headers():  # e.g. Allow on a 405 (RFC 9110)
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
+
+
+def unexpected(error: Exception):
+    log.exception("unexpected error")
+    return answer(Refusal(INTERNAL_ERROR, 500, f"an internal error occurred; quote request id {g.get('request_id')}"))

@@ -1,0 +1,119 @@
+"""The native face: the seed's POST /api/v1/multimodal/analyze (one image, one
+prompt, multipart/form-data) and its answer, the seed's AnalysisResult, for every
+outcome. An error answers as RFC 9457 problem details instead when the client's
+Accept header prefers application/problem+json.
+
+The request becomes a chat completion for the model (one user turn: the image,
+normalised by images.py, then the prompt) and goes through the shared core
+(answering.py) with fallback on: an outage answers 200 FALLBACK with a friendly
+message, as the seed did.
+"""
+from __future__ import annotations
+
+import base64
+import functools
+import time
+from http import HTTPStatus
+
+from flask import Blueprint, Response, g, jsonify, request
+
+from . import parts
+from .boundary import Face
+from .cache import cache_key
+from .images import normalise
+from .native_schema import AnalysisResult, AnalyzeForm, Problem
+from .statuses import Refusal, invalid
+from .validation import validated
+
+bp = Blueprint("native", __name__)
+ANALYZE = "/api/v1/multimodal/analyze"
+PARAMS = ("max-tokens", "temperature")
+PROBLEM_JSON = "application/problem+json"
+
+
+@bp.post(ANALYZE)
+def analyze():
+    settings = parts().settings
+    image = _upload(settings.max_upload_bytes)
+    if request.form.get("prompt") is None:
+        raise invalid("the `prompt` part is missing (multipart/form-data text field `prompt`)", param="prompt")
+    form = validated(AnalyzeForm, {**_params(request.args, request.form), "prompt": request.form["prompt"],
+                                   "image": image})
+    key = cache_key(form.image, form.prompt, form.max_tokens, form.temperature, settings.upstream_model)
+    answer = parts().core.answer(key, functools.partial(_payload, form, settings), g.trace)
+    return result(answer.status, 200, answer.result, model=answer.model, usage=answer.usage)
+
+
+def _params(args, form) -> dict:
+    """`max-tokens` and `temperature` from the query string or a form field; both
+    may be sent, but not with different values."""
+    values = {}
+    for name in PARAMS:
+        query, field = args.get(name), form.get(name)
+        if query is not None and field is not None and query.strip() != field.strip():
+            raise invalid(f"`{name}` was sent twice with different values (query {query[:40]!r}, form field "
+                          f"{field[:40]!r}); send it once", param=name)
+        if (query if query is not None else field) is not None:
+            values[name] = query if query is not None else field
+    return values
+
+
+def _upload(max_bytes: int) -> bytes:
+    upload = request.files.get("image")
+    if upload is None:
+        if "image" in request.form:
+            raise invalid("the `image` part must be a file upload (curl -F image=@photo.jpg), not a text field",
+                          param="image")
+        raise invalid("the `image` part is missing (multipart/form-data file field `image`)", param="image")
+    # One byte past the limit: enough to know it is too large without holding more.
+    return upload.stream.read(max_bytes + 1)
+
+
+def _payload(form: AnalyzeForm, settings) -> dict:
+    """The upstream request, built on a cache miss only: the image is judged and
+    normalised here (a hit needs none of it: only answers to images that passed
+    are cached, keyed by the uploaded bytes)."""
+    image = normalise(form.image, settings.max_upload_bytes, settings.max_image_pixels, settings.max_image_side)
+    payload = {
+        "messages": [{"role": "user", "content": [
+            {"type": "image_url",
+             "image_url": {"url": f"data:{image.mime};base64," + base64.b64encode(image.data).decode("ascii")}},
+            {"type": "text", "text": form.prompt},
+        ]}],
+        "max_tokens": form.max_tokens,
+        "temperature": form.temperature,
+        "stream": False,
+    }
+    if settings.upstream_model:
+        payload["model"] = settings.upstream_model
+    return payload
+
+
+def result(status: str, http: int, text: str, model: str | None = None, usage: dict | None = None) -> Response:
+    g.answer_status = status
+    latency_ms = round((time.monotonic() - g.get("started", time.monotonic())) * 1000)
+    body = AnalysisResult(status=status, result=text, requestId=g.get("request_id", ""), model=model, usage=usage,
+                          latencyMs=latency_ms)
+    response = jsonify(body.model_dump())
+    response.status_code = http
+    return response
+
+
+# --------------------------------------------------------------------- errors
+
+def render(refusal: Refusal) -> Response:
+    if request.accept_mimetypes.best_match(["application/json", PROBLEM_JSON]) != PROBLEM_JSON:
+        return result(refusal.status, refusal.http, refusal.message)
+    problem = Problem(title=HTTPStatus(refusal.http).phrase, status=refusal.http, detail=refusal.message,
+                      instance=request.path, code=refusal.status, requestId=g.get("request_id", ""))
+    response = jsonify(problem.model_dump())
+    response.status_code = refusal.http
+    response.mimetype = PROBLEM_JSON
+    return response
+
+
+def _too_large(settings) -> str:
+    return f"the request is too large; the image limit is {settings.max_upload_bytes} bytes"
+
+
+FACE = Face("native", owns=lambda path: True, render=render, too_large=_too_large)
