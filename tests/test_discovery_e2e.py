@@ -43,7 +43,7 @@ def model(address: str, port: int, name: str) -> Proc:
 
 
 def replicas(gateway: str) -> set:
-    return set(requests.get(gateway + "/health", timeout=5).json()["breakers"])
+    return set(requests.get(gateway + "/health", timeout=5).json()["components"]["model"]["details"]["replicas"])
 
 
 def wait_for_replicas(gateway: str, expected: set, timeout: float = 10.0) -> None:
