@@ -1,4 +1,4 @@
-"""Admission under load on the `make demo` stack, with default settings.
+"""Admission under load on the `make demo` stack, with default settings (one gateway worker).
 
     python -m bench.admission                    # starts stack.py on the demo model (as make demo)
     python -m bench.admission --url http://127.0.0.1:8080   # against a running stack
@@ -31,7 +31,7 @@ from pathlib import Path
 import requests
 from PIL import Image
 
-from tests.procs import Proc, free_port, python
+from harness.stack import DemoStack, demo_env
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "admission.md"
@@ -103,19 +103,16 @@ def summary(name: str, results: list[dict], seconds: float) -> str:
             f"{statistics.median(latencies):.1f} | {p95:.1f} | {latencies[-1]:.1f} | {seconds:.0f} |")
 
 
-def start_stack() -> tuple[Proc, str]:
-    port = free_port()
-    env = {"MODEL_PATH": "demo", "GATEWAY_PORT": str(port), "MODEL_PORT": str(free_port()),
-           "SUPERVISOR_PORT": str(free_port())}
-    settings = ("MODEL_URL", "CACHE_URL", "GATEWAY_WORKERS", "GATEWAY_THREADS", "MAX_UPSTREAM_IN_FLIGHT",
-                "ADMISSION_QUEUE", "ADMISSION_WAIT_SECONDS", "MAX_BATCH_SIZE", "MAX_QUEUE", "PROMETHEUS_MULTIPROC_DIR")
-    proc = Proc(python("stack.py"), env=env, unset=settings)  # as `make demo`: default settings
-    deadline = time.monotonic() + 300
-    while "stack: ready" not in proc.output():
-        if proc.popen.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("the demo stack did not start:\n" + proc.output()[-3000:])
-        time.sleep(0.5)
-    return proc, f"http://127.0.0.1:{port}"
+def start_stack() -> tuple[DemoStack, str]:
+    # As `make demo` runs it, default settings, except one gateway worker: the
+    # recorded results (bench/results/admission.md) are one worker's admission line.
+    stack = DemoStack(demo_env(GATEWAY_WORKERS=1))
+    try:
+        stack.wait_ready(300)
+    except AssertionError as exc:
+        stack.close()
+        raise SystemExit(f"the demo stack did not start: {exc}") from None
+    return stack, stack.url
 
 
 def main(argv: list[str]) -> int:
@@ -138,7 +135,7 @@ def main(argv: list[str]) -> int:
         burst_s = time.monotonic() - started
     finally:
         if proc:
-            proc.stop(timeout=90)
+            proc.close()
     command = "python -m bench.admission" + (f" --url {options.url}" if options.url else "") + "".join(
         f" --{k} {v}" for k, v in (("clients", options.clients), ("rounds", options.rounds),
                                    ("burst", options.burst)) if v != args.get_default(k))

@@ -31,7 +31,7 @@ import requests
 
 from bench import load
 from bench.run_cpu import QC_SCHEMA, b64, jpeg
-from tests.procs import Proc, free_port, python
+from harness.procs import Proc, free_port, python
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # ../shared/notes/llava-offline.md: llava-hf/llava-v1.6-vicuna-7b-hf

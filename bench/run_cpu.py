@@ -37,7 +37,7 @@ import requests
 from PIL import Image
 
 from bench import load
-from tests.procs import Proc, free_port, python
+from harness.procs import Proc, free_port, python
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROMPT = "Describe this product photo."

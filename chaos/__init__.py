@@ -4,9 +4,9 @@ It starts the stack on free loopback ports (supervisor.py running the model
 process on the demo model, and the gunicorn gateway, as two separate process
 groups so that each can be signalled and started again on its own), drives a
 closed-loop load against the native analyze API, injects one fault per phase
-and checks that every request got an answer the design allows.
+and checks that every request got an answer the design allows. The processes
+(start, signal, status, memory) are harness/stack.py's, shared with the tests.
 
-    stack.py   the processes: start, signal, status, memory
     load.py    the load: worker threads, one record per request, classification
     phases.py  the faults, one function each, and the phase loop
     report.py  counts, latency percentiles, recovery, the markdown table

@@ -18,8 +18,9 @@ from typing import Callable
 
 import requests
 
+from harness.stack import Stack
+
 from .load import ANALYZE, MAX_TOKENS, Load, Record, jpeg
-from .stack import Stack
 
 READY_TIMEOUT_S = 90         # from the end of a phase until the stack answers SUCCESS again
 

@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from harness.stack import CHAOS_SETTINGS as SETTINGS
+from harness.stack import Stack
+
 from .load import Load
 from .phases import PHASES, Timing, run_phase
 from .report import Summary, summarise, table
-from .stack import SETTINGS, Stack
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 WORKERS = 16

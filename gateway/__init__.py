@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from flask import Flask, current_app
 
 # Room for the multipart framing and the prompt around the image. An early 413 (or
-# 401) leaves the body unread; gunicorn reads and drops it before the next request on
-# the connection, so the client gets our JSON, not a reset (test_gateway_gunicorn).
+# 401) leaves the body unread: drain.py reads and drops it before the answer, so the
+# client gets our JSON, not a reset (test_gateway_as_documented).
 FORM_OVERHEAD_BYTES = 64 * 1024
 
 
@@ -47,6 +47,7 @@ def create_app(settings, clock=time.monotonic, resolver=None) -> Flask:
     from .admission import Admission
     from .answering import Answering
     from .cache import build_cache
+    from .drain import DRAIN_LIMIT_FACTOR, DrainUnreadBody
     from .metrics import Metrics
     from .upstream import Upstream
 
@@ -63,4 +64,5 @@ def create_app(settings, clock=time.monotonic, resolver=None) -> Flask:
     openai_api.register(app)
     app.register_blueprint(operations.bp)
     app.register_blueprint(openapi.bp)
+    app.wsgi_app = DrainUnreadBody(app.wsgi_app, DRAIN_LIMIT_FACTOR * settings.max_upload_bytes)
     return app

@@ -14,7 +14,7 @@ import pytest
 from chaos.phases import PHASES
 from chaos.report import AFTER_SHUTDOWN, COLUMNS
 from chaos.run import MEMORY_GROWTH_BOUND, RECOVERY_BOUND_S, run
-from chaos.stack import SETTINGS
+from harness.stack import CHAOS_SETTINGS as SETTINGS
 from tests.gateway_support import analyze, gateway, jpeg
 
 FAULTS = [name for name, phase in PHASES.items() if not name.startswith("baseline")]

@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
+import socket
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,15 +31,13 @@ README_COMMAND = [GUNICORN, "-c", "python:gateway.gunicorn_conf", "gateway.wsgi:
 
 @pytest.fixture(scope="module")
 def documented(tmp_path_factory):
-    """`.venv/bin/gunicorn -c python:gateway.gunicorn_conf gateway.wsgi:app`, as in the README."""
+    """`.venv/bin/gunicorn -c python:gateway.gunicorn_conf gateway.wsgi:app`, as in the README:
+    only MODEL_URL (a fake model on loopback) and GATEWAY_PORT=0 (any free port) set."""
     fake = ChatUpstream(model="llava-demo")
     tmp = tmp_path_factory.mktemp("tmpdir")
-    port = free_port()
-    proc = Proc(README_COMMAND, env={"GATEWAY_PORT": str(port), "MODEL_URL": fake.url, "TMPDIR": str(tmp)},
-                unset=("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir", "GATEWAY_WORKERS", "GATEWAY_THREADS",
-                       "MAX_UPSTREAM_IN_FLIGHT", "ADMISSION_QUEUE", "ADMISSION_WAIT_SECONDS", "CACHE_URL", "API_KEYS"))
-    url = f"http://127.0.0.1:{port}"
+    proc = Proc(README_COMMAND, env={"GATEWAY_PORT": "0", "MODEL_URL": fake.url, "TMPDIR": str(tmp)})
     try:
+        url = f"http://127.0.0.1:{proc.listening_port()}"
         proc.wait_for(url + "/health/ready", timeout=60)
         yield url, fake, proc, tmp
     finally:
@@ -284,3 +284,165 @@ def test_recorded_java_client_requests_are_answered(documented, name):
            for part in (m["content"] if isinstance(m["content"], list) else [])):
         assert any(part.get("type") == "image_url" for part in sent["messages"][-1]["content"])
 
+
+
+# --------------------------------------------------------------------- defaults of issue 18
+
+# The README's defaults, written here rather than imported from the code under test.
+DEFAULT_WORKERS = 4
+DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+
+
+def served_by(tmp: Path) -> dict[int, float]:
+    """Analyze requests answered so far, per gunicorn worker pid, from the metrics
+    directory the master made under TMPDIR (prometheus-client's file per process)."""
+    from prometheus_client.mmap_dict import MmapedDict
+
+    counts = {}
+    for path in tmp.glob("llava-gateway-metrics-*/counter_*.db"):
+        pid = int(path.stem.rsplit("_", 1)[1])
+        counts[pid] = sum(value for key, value, *_ in MmapedDict.read_all_values_from_file(str(path))
+                          if json.loads(key)[0] == "llava_requests" and ANALYZE in key)
+    return counts
+
+
+def test_the_same_request_8_times_is_answered_cached_7_times_by_any_worker(documented):
+    """Before: every worker had its own in-process cache, so a repeat that landed on
+    another of the 4 workers went to the model again. Each round sends one request,
+    then the same one 7 times at once on separate connections; a round counts only
+    when more than one worker answered it (the kernel picks the worker)."""
+    url, fake, _, tmp = documented
+    spread = 0
+    for round_ in range(6):
+        before, calls = served_by(tmp), fake.calls
+        prompt = f"Shared by the workers? {round_}"
+        first = analyze(url, jpeg(), prompt).json()["status"]
+        with ThreadPoolExecutor(7) as pool:
+            repeats = [r.json()["status"] for r in pool.map(lambda _: analyze(url, jpeg(), prompt), range(7))]
+        workers = [pid for pid, n in served_by(tmp).items() if n > before.get(pid, 0)]
+        statuses = [first, *repeats]
+        assert statuses.count("CACHED") == 7 and fake.calls == calls + 1, (statuses, workers)
+        spread += len(workers) > 1
+        if spread >= 2:
+            break
+    assert spread >= 2, "the requests never spread over several workers: the test proved nothing"
+    assert len(served_by(tmp)) <= DEFAULT_WORKERS
+
+
+def _multipart(image: bytes) -> tuple[bytes, bytes]:
+    boundary = "llava18"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\nToo big?\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"big.jpg\"\r\n"
+            "Content-Type: image/jpeg\r\n\r\n").encode() + image + f"\r\n--{boundary}--\r\n".encode()
+    head = (f"POST {ANALYZE} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; "
+            f"boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    return head, body
+
+
+def read_response(conn: socket.socket) -> tuple[int, dict, bytes]:
+    """One HTTP/1.1 response with a Content-Length body, read off the socket."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        assert chunk, f"the connection closed before a whole response head: {data[:200]!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+    while len(body) < int(headers.get("content-length", 0)):
+        chunk = conn.recv(65536)
+        assert chunk, "the connection closed inside the response body"
+        body += chunk
+    return int(lines[0].split()[1]), headers, body
+
+
+def send_whole_then_read(port: int, head: bytes, body: bytes) -> tuple[socket.socket, int, dict, bytes]:
+    """As requests, RestTemplate and curl do: the whole body first, then the answer."""
+    conn = socket.create_connection(("127.0.0.1", port), timeout=30)
+    try:
+        conn.sendall(head + body)  # before: EPIPE or ECONNRESET here, the answer never read
+        return (conn, *read_response(conn))
+    except BaseException:
+        conn.close()
+        raise
+
+
+def assert_usable_or_closed(conn: socket.socket, headers: dict) -> None:
+    """Kept alive: a second request on the same connection is answered. Otherwise the
+    answer must have said `Connection: close`."""
+    if headers.get("connection", "").lower() == "close":
+        return
+    conn.sendall(b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    status, _, body = read_response(conn)  # before: the connection was closed under a keep-alive answer
+    assert status == 200 and json.loads(body) == {"status": "UP"}
+
+
+def test_a_21_mb_upload_sent_whole_reads_its_413_and_keeps_the_connection(documented):
+    """Before: gunicorn drained at most 64 KiB of a body the gateway left unread, then
+    closed the connection under a client still sending: the client saw a broken pipe
+    instead of the 413, and an answer saying `Connection: keep-alive` on a connection
+    that was closed."""
+    url, fake, _, _ = documented
+    calls = fake.calls
+    head, body = _multipart(b"\xff\xd8\xff" + os.urandom(21 * 1024 * 1024))
+    conn, status, headers, answer = send_whole_then_read(int(url.rsplit(":", 1)[1]), head, body)
+    with conn:
+        result = json.loads(answer)
+        assert status == 413 and result["status"] == "VALIDATION_ERROR", answer[:300]
+        assert f"the image limit is {DEFAULT_MAX_UPLOAD_BYTES} bytes" in result["result"]
+        assert fake.calls == calls
+        assert_usable_or_closed(conn, headers)
+        assert headers.get("connection", "keep-alive").lower() == "keep-alive"  # 21 MB is worth keeping it
+
+
+def test_a_refusal_before_the_body_is_read_reaches_a_client_sending_5_mb(tmp_path):
+    """401 is decided from the headers, before the body is read: the client still
+    reads it, on a connection it can use again (API_KEYS as the README shows)."""
+    fake = ChatUpstream(model="llava-demo")
+    proc = Proc(README_COMMAND, env={"GATEWAY_PORT": "0", "MODEL_URL": fake.url, "API_KEYS": "k-18",
+                                     "TMPDIR": str(tmp_path)})
+    try:
+        port = proc.listening_port()
+        proc.wait_for(f"http://127.0.0.1:{port}/health/live", timeout=60)
+        head, body = _multipart(jpeg() + os.urandom(5 * 1024 * 1024))
+        conn, status, headers, answer = send_whole_then_read(port, head, body)
+        with conn:
+            assert status == 401 and json.loads(answer)["status"] == "UNAUTHORIZED", answer[:300]
+            assert_usable_or_closed(conn, headers)
+        with requests.Session() as session:  # requests sends the whole body before it reads, too
+            refused = session.post(f"http://127.0.0.1:{port}{ANALYZE}", data={"prompt": "?"}, timeout=30,
+                                   files={"image": ("p.jpg", jpeg() + os.urandom(5 * 1024 * 1024), "image/jpeg")})
+            assert refused.status_code == 401
+            assert session.get(f"http://127.0.0.1:{port}/health/live", timeout=10).status_code == 200
+        assert fake.calls == 0
+    finally:
+        proc.stop()
+        fake.close()
+
+
+def test_a_body_too_large_to_drain_is_answered_with_connection_close(tmp_path):
+    """Past 4 x MAX_UPLOAD_BYTES the rest of a refused body is not read: the answer
+    says `Connection: close` (before: `keep-alive`, on a connection then closed)."""
+    fake = ChatUpstream(model="llava-demo")
+    limit = 1024 * 1024
+    proc = Proc(README_COMMAND, env={"GATEWAY_PORT": "0", "MODEL_URL": fake.url, "MAX_UPLOAD_BYTES": str(limit),
+                                     "TMPDIR": str(tmp_path)})
+    try:
+        port = proc.listening_port()
+        proc.wait_for(f"http://127.0.0.1:{port}/health/live", timeout=60)
+        head, body = _multipart(b"\xff\xd8\xff" + os.urandom(8 * limit))
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+            def send():
+                try:
+                    conn.sendall(head + body)
+                except OSError:
+                    pass  # the gateway stopped reading: expected past the bound
+            with ThreadPoolExecutor(1) as pool:
+                sending = pool.submit(send)
+                status, headers, answer = read_response(conn)  # read while sending, as a careful client does
+                sending.result(timeout=30)
+        assert status == 413 and json.loads(answer)["status"] == "VALIDATION_ERROR"
+        assert headers.get("connection", "").lower() == "close", headers
+    finally:
+        proc.stop()
+        fake.close()
