@@ -41,12 +41,6 @@ def main(argv: list[str]) -> int:
     env = dict(os.environ)
     if not env.get("MODEL_URL"):
         env["MODEL_URL"] = f"http://127.0.0.1:{env.get('MODEL_PORT') or 8081}"
-    if not env.get("CACHE_URL") and not env.get("GATEWAY_WORKERS"):
-        # The in-process cache is per gunicorn worker: with several, a repeated request
-        # may land on a worker that has not seen it. One worker (16 threads) keeps the
-        # demo's "same again answers CACHED" true; CACHE_URL=redis://... shares one
-        # cache between any number of workers.
-        env["GATEWAY_WORKERS"] = "1"
     from gateway.settings import GatewaySettings
     settings = load_or_exit(GatewaySettings, "stack", env)
 

@@ -1,10 +1,10 @@
 """Answer cache and single-flight.
 
 The key is a hash of the original image bytes + prompt + parameters + model, so a
-hit needs no decoding and no model call. The in-process cache is cachetools'
-TTLCache behind a lock (TTLCache is not thread-safe by itself); CACHE_URL=redis://
-shares one cache between all workers and gateway replicas. A cache that fails
-(Redis down) costs a miss, never a failed request.
+hit needs no decoding and no model call. By default the store is on disk, shared
+by every worker of the host (local_cache.py); CACHE_URL=redis:// shares one cache
+between all workers and gateway replicas. A cache that fails (Redis down or
+frozen, the disk full) costs a miss, never a failed request.
 """
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Callable, TypeVar
 
-import cachetools
 import redis
+
+from . import local_cache
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -43,21 +44,14 @@ def chat_cache_key(messages: list, params: dict, model: str) -> str:
     return "chat:" + hashlib.sha256(material.encode()).hexdigest()
 
 
-class MemoryCache:
-    def __init__(self, max_entries: int, ttl_s: float, clock: Callable[[], float] = time.monotonic):
-        self._entries = cachetools.TTLCache(maxsize=max_entries, ttl=ttl_s, timer=clock) if max_entries else None
-        self._lock = threading.Lock()
+class NoCache:
+    """CACHE_MAX_ENTRIES=0: nothing is kept."""
 
     def get(self, key: str) -> dict | None:
-        if self._entries is None:
-            return None
-        with self._lock:
-            return self._entries.get(key)
+        return None
 
     def put(self, key: str, value: dict) -> None:
-        if self._entries is not None:
-            with self._lock:
-                self._entries[key] = value
+        pass
 
 
 class RedisCache:
@@ -74,6 +68,10 @@ class RedisCache:
         self._client.set(REDIS_PREFIX + key, json.dumps(value), px=self._ttl_ms)
 
 
+# What a store may raise when it fails; each costs a logged, counted miss.
+STORE_ERRORS = (redis.RedisError, *local_cache.ERRORS)
+
+
 class Cache:
     """The store plus what a failing store costs: a logged, counted miss."""
 
@@ -83,7 +81,7 @@ class Cache:
     def get(self, key: str) -> dict | None:
         try:
             value = self._store.get(key)
-        except (redis.RedisError, ValueError) as exc:
+        except STORE_ERRORS as exc:
             self._failed("read", exc)
             value = None
         (self._metrics.cache_hits if value is not None else self._metrics.cache_misses).inc()
@@ -92,7 +90,7 @@ class Cache:
     def put(self, key: str, value: dict) -> None:
         try:
             self._store.put(key, value)
-        except redis.RedisError as exc:
+        except STORE_ERRORS as exc:
             self._failed("write", exc)
 
     def _failed(self, what: str, exc: Exception) -> None:
@@ -103,7 +101,10 @@ class Cache:
 def build_cache(settings, metrics, clock: Callable[[], float] = time.monotonic) -> Cache:
     if settings.cache_url:
         return Cache(RedisCache(settings.cache_url, settings.cache_ttl_s), metrics)
-    return Cache(MemoryCache(settings.cache_max_entries, settings.cache_ttl_s, clock), metrics)
+    if not settings.cache_max_entries:
+        return Cache(NoCache(), metrics)
+    return Cache(local_cache.LocalCache(settings.cache_dir, settings.cache_max_entries, settings.cache_ttl_s, clock),
+                 metrics)
 
 
 class SingleFlight:

@@ -9,12 +9,14 @@ its live gauges drop out.
 """
 import os
 
-from gateway import multiproc
+from gateway import local_cache, multiproc
 from gateway.settings import GatewaySettings
 from llava_common.settings import load_or_exit
 
 _settings = load_or_exit(GatewaySettings, "gateway")
 _made_metrics_dir = multiproc.choose()
+# One answer cache for all workers: its directory, like the metrics', is chosen before they fork.
+_made_cache_dir = local_cache.choose_dir()
 
 bind = [f"{_settings.host}:{_settings.port}"]
 workers = _settings.workers
@@ -45,3 +47,4 @@ def child_exit(server, worker):
 
 def on_exit(server):
     multiproc.remove(_made_metrics_dir)
+    local_cache.remove_dir(_made_cache_dir)

@@ -65,10 +65,13 @@ class GatewaySettings:
                               "Comma-separated API keys; when set, /api and /v1 require `Authorization: Bearer <key>` "
                               "or `X-API-Key`")
     cache_url: str = setting("CACHE_URL", "", text,
-                             "Empty = in-process cache per worker; redis://host:port/db = one cache shared by all "
-                             "workers and replicas")
+                             "Empty = one cache on disk shared by this host's workers (CACHE_DIR); "
+                             "redis://host:port/db = one cache shared by all workers and replicas")
+    cache_dir: str = setting("CACHE_DIR", "", text,
+                             "Directory of the on-host cache (SQLite, diskcache); empty = a private temporary "
+                             "directory gunicorn's master makes at start and removes at exit")
     cache_max_entries: int = setting("CACHE_MAX_ENTRIES", 1000, integer(0, 10_000_000),
-                                     "Answers kept by the in-process cache (0 disables caching)")
+                                     "Answers kept by the on-host cache, oldest dropped first (0 disables caching)")
     cache_ttl_s: float = setting("CACHE_TTL_SECONDS", 600.0, number(1, 30 * 86400), "How long an answer is reused")
     max_upload_bytes: int = setting("MAX_UPLOAD_BYTES", 20 * 1024 * 1024, integer(1024),
                                     "Largest image file accepted, in bytes (413 past it)")
