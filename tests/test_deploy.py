@@ -6,23 +6,16 @@ the code they describe (metric names, copied paths, pins).
 """
 import json
 import re
-import shutil
 import subprocess
 
 import pytest
 import yaml
 
 from tests.procs import ROOT
+from tests.system import need
 
 PROM = ROOT / "deploy" / "prometheus"
 CODE_DIRS = ["gateway", "llava_runtime", "llava_supervisor"]
-
-
-def need(tool: str) -> str:
-    path = shutil.which(tool)
-    if not path:
-        pytest.skip(f"{tool} is not installed (.ci/run installs it with apt-get)")
-    return path
 
 
 def run(*argv) -> subprocess.CompletedProcess:

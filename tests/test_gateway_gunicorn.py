@@ -6,7 +6,6 @@ from __future__ import annotations
 import glob
 import json
 import os
-import shutil
 import socket
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +14,8 @@ import pytest
 import requests
 
 from tests.gateway_support import ANALYZE, FakeUpstream, analyze, jpeg
-from tests.procs import ROOT, Proc, free_port, python
+from tests.procs import ROOT, Proc, child_env, free_port, python
+from tests.system import need
 
 pytestmark = pytest.mark.slow
 MAX_UPLOAD = 1024 * 1024
@@ -89,12 +89,12 @@ def test_metrics_are_summed_across_workers(served):
         assert sample(text, "llava_in_flight_requests") == 0
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (apt-get install prometheus)")
 def test_metrics_pass_promtool(served):
+    promtool = need("promtool", ".ci/run installs Debian's prometheus package")
     url, *_ = served
     analyze(url, jpeg(), "promtool")
     text = requests.get(url + "/metrics", timeout=10).text
-    check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+    check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stdout + check.stderr
     for name in ("llava_requests_total", "llava_response_time_seconds_bucket", "llava_cache_hits_total",
                  "llava_cache_misses_total", "llava_breaker_state", "llava_in_flight_requests"):
@@ -111,12 +111,12 @@ def test_oversized_upload_gets_a_413_body_not_a_reset(served):
     assert "limit" in response.json()["result"] and fake.calls == calls
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
 def test_oversized_upload_with_curl_expect_continue(served, tmp_path):
+    curl = need("curl")
     url, *_ = served
     photo = tmp_path / "big.jpg"
     photo.write_bytes(b"\xff\xd8\xff" + os.urandom(3 * MAX_UPLOAD))
-    done = subprocess.run(["curl", "-sS", "-F", f"image=@{photo}", "-F", "prompt=hi", url + ANALYZE],
+    done = subprocess.run([curl, "-sS", "-F", f"image=@{photo}", "-F", "prompt=hi", url + ANALYZE],
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr  # curl exits 55/56 on a reset connection
     assert json.loads(done.stdout)["status"] == "VALIDATION_ERROR"
@@ -146,11 +146,10 @@ def test_bad_setting_stops_the_start_with_exit_3(tmp_path):
 def test_the_configuration_sets_the_metrics_directory_before_prometheus_client_is_imported(tmp_path):
     """prometheus-client picks its storage once, when first imported: loading the gunicorn
     configuration (in the master, before any worker) must name the directory first."""
-    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     probe = ("import os, sys; import gateway.gunicorn_conf; "
              "print('prometheus_client' in sys.modules, os.environ['PROMETHEUS_MULTIPROC_DIR'])")
     done = subprocess.run(python("-c", probe), capture_output=True, text=True, timeout=60,
-                          env={**env, "TMPDIR": str(tmp_path)}, cwd=ROOT)
+                          env=child_env({"TMPDIR": str(tmp_path)}), cwd=ROOT)
     imported, directory = done.stdout.split()
     assert done.returncode == 0 and imported == "False", done.stderr
     assert directory.startswith(str(tmp_path)) and os.path.isdir(directory)

@@ -4,27 +4,26 @@ with the OpenAI base URL with and without /v1: the multipart analyze API, the
 model list and chat completions all answer 200."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import pytest
 
 from tests.gateway_support import jpeg
 from tests.procs import ROOT
+from tests.system import need
 
 pytest_plugins = ["tests.openai_stack"]
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.skipif(shutil.which("javac") is None or shutil.which("java") is None,
-                    reason="javac/java not installed (JDK 17+; .ci/run installs default-jdk-headless)")
 @pytest.mark.parametrize("suffix", ["", "/v1"], ids=["base URL without /v1", "base URL with /v1"])
 def test_java_client_calls_both_apis(demo_stack, tmp_path, suffix):
+    javac, java = (need(tool, ".ci/run installs default-jdk-headless") for tool in ("javac", "java"))
     out = tmp_path / "classes"
-    subprocess.run(["javac", "-d", str(out), str(ROOT / "clients/java/LlavaClient.java")], check=True, timeout=120)
+    subprocess.run([javac, "-d", str(out), str(ROOT / "clients/java/LlavaClient.java")], check=True, timeout=120)
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(jpeg(320, 240))
-    run = subprocess.run(["java", "-cp", str(out), "LlavaClient", demo_stack.url + suffix, str(photo), "What is this?"],
+    run = subprocess.run([java, "-cp", str(out), "LlavaClient", demo_stack.url + suffix, str(photo), "What is this?"],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
     lines = dict(line.split(": ", 1) for line in run.stdout.splitlines() if ": " in line)

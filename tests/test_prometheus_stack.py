@@ -3,7 +3,6 @@ the gateway, the model process and the supervisor are up, and llava_requests_tot
 counts the request sent through the gateway, by status."""
 from __future__ import annotations
 
-import shutil
 import time
 
 import pytest
@@ -12,6 +11,7 @@ import yaml
 
 from tests.gateway_support import analyze, jpeg
 from tests.procs import Proc, free_port, python
+from tests.system import need
 
 pytestmark = pytest.mark.slow
 
@@ -33,9 +33,7 @@ def wait_for(prom: str, expr: str, ok, timeout: float = 60):
 
 
 def test_prometheus_scrapes_the_demo_stack(demo_model_dir, tmp_path):
-    prometheus = shutil.which("prometheus")
-    if not prometheus:
-        pytest.skip("prometheus is not installed (.ci/run installs Debian's prometheus package)")
+    prometheus = need("prometheus", ".ci/run installs Debian's prometheus package")
     ports = {name: free_port() for name in ("GATEWAY_PORT", "MODEL_PORT", "SUPERVISOR_PORT", "PROMETHEUS")}
     config = {"global": {"scrape_interval": "1s"}, "scrape_configs": [
         {"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{ports[port]}"]}]}
