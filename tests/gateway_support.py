@@ -14,6 +14,7 @@ from werkzeug.serving import make_server
 
 from gateway import create_app
 from gateway.settings import GatewaySettings
+from tests import model_contract as contract
 
 ANALYZE = "/api/v1/multimodal/analyze"
 
@@ -54,8 +55,16 @@ class FakeUpstream:
         @app.get("/health")
         def health():
             if self.mode == "loading":
-                return {"status": "loading", "model": "fake"}, 503
-            return {"status": "healthy", "model": "fake-llava"}
+                return contract.loading("fake-llava"), 503
+            return contract.healthy("fake-llava")
+
+        @app.get("/health/live")
+        def live():
+            return {"status": "alive"}
+
+        @app.get("/v1/models")
+        def models():
+            return {"object": "list", "data": [{"id": "fake-llava", "object": "model", "created": 0, "owned_by": "x"}]}
 
         @app.post("/v1/chat/completions")
         def chat():
@@ -71,13 +80,14 @@ class FakeUpstream:
                 return {"error": {"message": "boom", "type": "server_error", "param": None,
                                   "code": "internal_error"}}, 500
             if mode == "loading":
-                return _error("model_loading", "loading", 503), 503, {"Retry-After": "7"}
+                return contract.refusal("model_loading", "the model is still starting")
             if mode == "garbage":
                 return "<html>proxy error</html>", 200
             if mode == "context":
-                return _error("context_length_exceeded", "prompt + image + max_tokens = 5000 tokens, over 4096"), 400
+                return contract.refusal("context_length_exceeded", "prompt + image + max_tokens = 5000 tokens, over "
+                                        "4096")
             if mode == "queue_full":
-                return _error("queue_full", "queue full"), 429, {"Retry-After": "3"}
+                return contract.refusal("queue_full", "queue full")
             if self.delay_s:
                 time.sleep(self.delay_s)
             return {"id": "chatcmpl-1", "object": "chat.completion", "model": "fake-llava",
@@ -91,10 +101,6 @@ class FakeUpstream:
     def close(self):
         self.release.set()
         self.served.close()
-
-
-def _error(code: str, message: str, status: int = 400) -> dict:
-    return {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
 
 
 def settings(model_url: str, **env) -> GatewaySettings:

@@ -10,6 +10,7 @@ import time
 
 from flask import Flask, Response, request
 
+from tests import model_contract as contract
 from tests.gateway_support import Served
 
 TOKENS = ["A", " red", " square", " on", " a", " white", " table", "."]
@@ -46,7 +47,13 @@ class ChatUpstream:
 
         @app.get("/health")
         def health():
-            return {"status": "healthy", "model": self.model}
+            if self.mode == "loading":
+                return contract.loading(self.model), 503
+            return contract.healthy(self.model)
+
+        @app.get("/health/live")
+        def live():
+            return {"status": "alive"}
 
         @app.get("/v1/models")
         def models():
@@ -61,13 +68,12 @@ class ChatUpstream:
             self.headers.append(dict(request.headers))
             if self.mode == "stall":
                 self.release.wait(30)
-            refusal = {"error500": (500, "internal_error", {}), "context": (400, "context_length_exceeded", {}),
-                       "queue_full": (429, "queue_full", {"Retry-After": "3"}),
-                       "loading": (503, "model_loading", {"Retry-After": "7"})}.get(self.mode)
-            if refusal:
-                status, code, headers = refusal
-                return {"error": {"message": f"upstream says {code}", "type": "x", "param": None, "code": code}}, \
-                    status, headers
+            if self.mode == "error500":
+                return contract.error("internal_error", "upstream says internal_error", "server_error"), 500
+            code = {"context": "context_length_exceeded", "queue_full": "queue_full",
+                    "loading": "model_loading"}.get(self.mode)
+            if code:
+                return contract.refusal(code, f"upstream says {code}")
             if body.get("stream"):
                 self.stream_closed.clear()
                 return Response(self._stream(body), mimetype="text/event-stream")

@@ -207,7 +207,7 @@ def test_upstream_queue_full_is_overloaded(fake):
     with gateway(fake.url) as (url, _):
         response = analyze(url, jpeg())
     assert response.status_code == 429 and response.json()["status"] == "OVERLOADED"
-    assert response.headers["Retry-After"] == "3"
+    assert response.headers["Retry-After"] == "1"
 
 
 def test_breaker_opens_then_half_opens_then_closes(fake):

@@ -11,7 +11,7 @@ import requests
 
 from llava_common import exit_codes
 from tests import images
-from tests.procs import Proc, free_port, python
+from tests.procs import Proc, free_port, poll, python
 
 
 def start_server(demo_model_dir, **env) -> tuple[Proc, str]:
@@ -35,6 +35,10 @@ def disarm(request):
     yield
     if "server" in request.fixturenames:
         requests.post(request.getfixturevalue("server") + "/_faults", json={"mode": "none"}, timeout=5)
+
+
+def health(url) -> dict:
+    return requests.get(url + "/health", timeout=5).json()
 
 
 def analyze(url, **body):
@@ -124,10 +128,7 @@ def test_a_client_that_leaves_a_stream_frees_its_slot(server):
         lines = streamed.iter_lines()
         for _ in range(6):
             next(lines)
-    deadline = time.monotonic() + 10
-    while requests.get(server + "/health", timeout=5).json()["running"] and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert requests.get(server + "/health", timeout=5).json()["running"] == 0
+    poll(lambda: health(server)["running"] == 0, 10, "the row freed")
     assert _metric(server, "llava_model_generation_tokens_total") - before < 1000
 
 
@@ -246,13 +247,14 @@ def test_a_full_queue_answers_429_with_retry_after(server):
     requests.post(server + "/_faults", json={"mode": "slow", "seconds": 2, "count": 1}, timeout=5)
     with concurrent.futures.ThreadPoolExecutor(10) as pool:
         first = pool.submit(analyze, server, max_tokens=2)
-        time.sleep(0.5)  # the engine holds the first one in the injected slow generate
-        queued = [pool.submit(analyze, server, max_tokens=2) for _ in range(8)]  # MAX_QUEUE
-        time.sleep(1.0)
+        # the engine holds the first one in the injected slow generate
+        poll(lambda: health(server)["running"] >= 1, 10, "the first request running")
+        queued = [pool.submit(analyze, server, max_tokens=2) for _ in range(8)]  # the server's MAX_QUEUE=8
+        poll(lambda: health(server)["waiting"] >= 8, 10, "8 requests waiting")
         refused = analyze(server, max_tokens=2)
         assert refused.status_code == 429
         assert refused.json()["error"]["code"] == "queue_full"
-        assert int(refused.headers["Retry-After"]) >= 1
+        assert refused.headers["Retry-After"] == "1"  # README: queue_full, 429, Retry-After 1
         assert [f.result().status_code for f in [first, *queued]] == [200] * 9
 
 
@@ -260,7 +262,7 @@ def test_out_of_memory_fails_the_batch_with_503_and_the_process_serves_on(server
     requests.post(server + "/_faults", json={"mode": "oom", "count": 1}, timeout=5)
     failed = analyze(server)
     assert failed.status_code == 503 and failed.json()["error"]["code"] == "out_of_memory"
-    assert "Retry-After" in failed.headers
+    assert failed.headers["Retry-After"] == "2"  # README: out_of_memory, 503, Retry-After 2
     assert analyze(server).status_code == 200
     assert _metric(server, "llava_model_oom_events_total") >= 1
 
@@ -334,11 +336,14 @@ def test_sigterm_finishes_in_flight_requests_then_exits_zero(demo_model_dir):
         result = {}
         worker = threading.Thread(target=lambda: result.setdefault("r", analyze(url)))
         worker.start()
-        time.sleep(0.5)
+        poll(lambda: health(url)["running"] >= 1, 10, "the request running")
         proc.signal(signal.SIGTERM)
-        time.sleep(0.3)
-        draining = requests.get(url + "/health", timeout=5)
+        draining = poll(lambda: (r := requests.get(url + "/health", timeout=5)).status_code == 503 and r, 10,
+                        "/health saying stopping")
+        refused = analyze(url)
         worker.join(timeout=30)
         assert proc.wait(timeout=30) == exit_codes.OK
     assert draining.status_code == 503 and draining.json()["status"] == "stopping"
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "shutting_down"
+    assert refused.headers["Retry-After"] == "5"  # README: shutting_down, 503, Retry-After 5
     assert result["r"].status_code == 200

@@ -299,7 +299,7 @@ def test_upstream_refusals_and_outages(fake):
         metrics = requests.get(url + "/metrics", timeout=5).text
     assert context.status_code == 400 and error_of(context)["code"] == "context_length_exceeded"
     assert error_of(context)["message"] == "upstream says context_length_exceeded"
-    assert queue.status_code == 429 and queue.headers["Retry-After"] == "3"
+    assert queue.status_code == 429 and queue.headers["Retry-After"] == "1"
     for response in (failing, stream_failing):  # FALLBACK_ENABLED is true: still an error here
         assert response.status_code == 503 and int(response.headers["Retry-After"]) >= 1
         assert error_of(response)["type"] == "service_unavailable"

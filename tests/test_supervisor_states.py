@@ -9,6 +9,7 @@ from llava_common import exit_codes
 from llava_common.settings import SettingsError
 from llava_supervisor.settings import SupervisorSettings
 from llava_supervisor.states import PATH_HEALTH, PATH_LIVE, Machine, State, describe_exit
+from tests import model_contract as contract
 
 SETTINGS = SupervisorSettings(start_stall_s=10.0, stop_grace_s=5.0, backoff_base_s=1.0, backoff_max_s=8.0,
                               stable_s=30.0, max_failed_starts=5, failure_threshold=3, tail_lines=2)
@@ -70,7 +71,8 @@ def ready(clock, proc, **changes):
 
 
 def loading(step):
-    return {"status": "loading", "phase": "loading weights", "step": step, "elapsedSeconds": step * 1.7}
+    """llava_server.py's /health while loading (tests/model_contract.py checks the real one)."""
+    return contract.loading("m", step, elapsed_s=step * 1.7)
 
 
 # ---- start ----
@@ -90,16 +92,17 @@ def test_start_spawns_and_turns_ready_on_health_200(clock, proc):
     assert m.snapshot()["uptimeSeconds"] == 3.0 and m.restarts == 0
 
 
-@pytest.mark.parametrize("body", [loading(1), {"status": "loading", "progress": {"step": 1}, "elapsedSeconds": 5}])
+@pytest.mark.parametrize("body", [loading(1), {"status": "loading", "step": 1, "elapsedSeconds": 5}],
+                         ids=["llava_server.py's shape", "another engine's: a top-level step"])
 def test_stall_deadline_resets_on_progress_only(clock, proc, body):
     m = machine(clock, proc)
     m.start()
     for _ in range(3):  # progress keeps it alive well past one stall deadline
         clock.advance(9)
-        if "step" in body:
-            body = {**body, "step": body.get("step", 0) + 1}
+        if "progress" in body:
+            body = {**body, "progress": {**body["progress"], "step": body["progress"]["step"] + 1}}
         else:
-            body = {**body, "progress": {"step": body["progress"]["step"] + 1}}
+            body = {**body, "step": body["step"] + 1}
         m.on_health(m.generation, 503, body)
         m.tick()
         assert m.state is State.STARTING
