@@ -125,8 +125,8 @@ class Proc:
 
     def listening_port(self, timeout: float = 60.0) -> int:
         """The port a server started with port 0 reports (`listening on http://host:PORT`,
-        gunicorn's `Listening at: http://host:PORT`)."""
-        found = self.wait_for_output(r"[Ll]istening (?:on|at:) https?://[^\s:]+:(\d+)", timeout)
+        gunicorn's `Listening at: http://host:PORT`, the supervisor's `status on ...`)."""
+        found = self.wait_for_output(r"(?:[Ll]istening (?:on|at:)|status on) https?://[^\s:]+:(\d+)", timeout)
         return int(found.group(1))
 
     def signal(self, sig: int) -> None:
