@@ -104,14 +104,14 @@ class Proc:
 
     def wait_for(self, url: str, status: int = 200, timeout: float = 60.0) -> requests.Response:
         """Poll `url` until it answers `status`; fail at once if the process exits."""
-        def answered():
+        def answered():  # a tuple: a Response is falsy when its status is an error
             try:
                 response = requests.get(url, timeout=2)
             except requests.RequestException:
                 return None
-            return response if response.status_code == status else None
+            return (response,) if response.status_code == status else None
         try:
-            return poll(answered, timeout, f"{url} answering {status}", 0.1, self.running)
+            return poll(answered, timeout, f"{url} answering {status}", 0.1, self.running)[0]
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{self.tail()}") from None
 

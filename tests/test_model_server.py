@@ -86,7 +86,7 @@ def test_requests_while_loading_get_503_with_retry_after(demo_model_dir):
         response = analyze(url)
         assert response.status_code == 503
         assert response.json()["error"]["code"] == "model_loading"
-        assert int(response.headers["Retry-After"]) > 0
+        assert response.headers["Retry-After"] == "10"  # README: model_loading, 503, Retry-After 10
 
 
 def test_analyze_answers_a_real_jpeg(server):
@@ -338,8 +338,8 @@ def test_sigterm_finishes_in_flight_requests_then_exits_zero(demo_model_dir):
         worker.start()
         poll(lambda: health(url)["running"] >= 1, 10, "the request running")
         proc.signal(signal.SIGTERM)
-        draining = poll(lambda: (r := requests.get(url + "/health", timeout=5)).status_code == 503 and r, 10,
-                        "/health saying stopping")
+        draining = poll(lambda: (r := requests.get(url + "/health", timeout=5)).status_code == 503 and (r,), 10,
+                        "/health saying stopping")[0]
         refused = analyze(url)
         worker.join(timeout=30)
         assert proc.wait(timeout=30) == exit_codes.OK
@@ -347,3 +347,24 @@ def test_sigterm_finishes_in_flight_requests_then_exits_zero(demo_model_dir):
     assert refused.status_code == 503 and refused.json()["error"]["code"] == "shutting_down"
     assert refused.headers["Retry-After"] == "5"  # README: shutting_down, 503, Retry-After 5
     assert result["r"].status_code == 200
+
+
+def test_the_readme_command_serves_at_the_default_settings(demo_model_dir):
+    """`MODEL_PATH=demo python llava_server.py` with nothing else but MODEL_PORT=0 (any
+    free port) and the session's demo model: ready with the documented defaults, and a
+    SIGTERM stops it with exit 0."""
+    proc = Proc(python("llava_server.py"), env={"MODEL_PATH": "demo", "MODEL_PORT": "0",
+                                                 "DEMO_MODEL_DIR": str(demo_model_dir)})
+    with proc:
+        url = f"http://127.0.0.1:{proc.listening_port()}"
+        body = proc.wait_for(url + "/health", 200, timeout=120).json()
+        # README, model process settings: ENGINE continuous, MAX_MODEL_LEN 0 = the model's
+        # 4,096 tokens, MAX_BATCH_SIZE 32 caps the rows, CUDA graphs only on a GPU.
+        assert (body["engine"], body["maxModelLen"], body["device"], body["dtype"]) == \
+            ("continuous", 4096, "cpu", "float32")
+        assert 1 <= body["rows"] <= 32 and body["decode"] == "eager" and body["model"] == "llava-demo"
+        assert "warmup request 3/3" in proc.output()  # WARMUP_REQUESTS defaults to 3
+        answer = requests.post(url + "/v1/chat/completions", json=chat_body(max_tokens=8), timeout=60)
+        assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] <= 8
+        proc.signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == exit_codes.OK

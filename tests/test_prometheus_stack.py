@@ -3,14 +3,13 @@ the gateway, the model process and the supervisor are up, and llava_requests_tot
 counts the request sent through the gateway, by status."""
 from __future__ import annotations
 
-import time
-
 import pytest
 import requests
 import yaml
 
+from harness.stack import DemoStack, demo_env
 from tests.gateway_support import analyze, jpeg
-from tests.procs import Proc, free_port, python
+from tests.procs import Proc, free_port, poll
 from tests.system import need
 
 pytestmark = pytest.mark.slow
@@ -23,32 +22,24 @@ def query(prom: str, expr: str) -> list:
 
 
 def wait_for(prom: str, expr: str, ok, timeout: float = 60):
-    deadline, result = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        result = query(prom, expr)
-        if ok(result):
-            return result
-        time.sleep(0.5)
-    raise AssertionError(f"{expr}: {result}")
+    return poll(lambda: (result := query(prom, expr)) and ok(result) and result, timeout, expr, interval=0.5)
 
 
 def test_prometheus_scrapes_the_demo_stack(demo_model_dir, tmp_path):
     prometheus = need("prometheus", ".ci/run installs Debian's prometheus package")
-    ports = {name: free_port() for name in ("GATEWAY_PORT", "MODEL_PORT", "SUPERVISOR_PORT", "PROMETHEUS")}
+    env = demo_env(demo_model_dir, WARMUP_REQUESTS=1)
+    prom_port = free_port()
     config = {"global": {"scrape_interval": "1s"}, "scrape_configs": [
-        {"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{ports[port]}"]}]}
+        {"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{env[port]}"]}]}
         for job, port in (("gateway", "GATEWAY_PORT"), ("model", "MODEL_PORT"), ("supervisor", "SUPERVISOR_PORT"))]}
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    env = {name: str(port) for name, port in ports.items() if name != "PROMETHEUS"}
-    env.update({"MODEL_PATH": "demo", "DEMO_MODEL_DIR": str(demo_model_dir), "WARMUP_REQUESTS": "1", "MODEL_URL": "",
-                "CACHE_URL": "", "API_KEYS": ""})
-    prom = f"http://127.0.0.1:{ports['PROMETHEUS']}"
-    with Proc(python("stack.py"), env=env, unset=("PROMETHEUS_MULTIPROC_DIR",)) as stack, \
+    prom = f"http://127.0.0.1:{prom_port}"
+    with DemoStack(env) as stack, \
             Proc([prometheus, f"--config.file={tmp_path / 'prometheus.yml'}",
                   f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                  f"--web.listen-address=127.0.0.1:{ports['PROMETHEUS']}"]) as server:
-        gateway = f"http://127.0.0.1:{ports['GATEWAY_PORT']}"
-        stack.wait_for(gateway + "/health/ready", 200, timeout=120)
+                  f"--web.listen-address=127.0.0.1:{prom_port}"]) as server:
+        gateway = stack.url
+        stack.wait_ready(180)
         server.wait_for(prom + "/-/ready", 200, timeout=60)
         answer = analyze(gateway, jpeg(), "What is in this picture?", params={"max-tokens": "4"}, timeout=60)
         assert answer.json()["status"] == "SUCCESS", answer.text
