@@ -13,11 +13,16 @@ import pytest
 
 from chaos.phases import PHASES
 from chaos.report import AFTER_SHUTDOWN, COLUMNS
-from chaos.run import MEMORY_GROWTH_BOUND, RECOVERY_BOUND_S, run
-from harness.stack import CHAOS_SETTINGS as SETTINGS
+from chaos.run import run
 from tests.gateway_support import analyze, gateway, jpeg
 
 FAULTS = [name for name, phase in PHASES.items() if not name.startswith("baseline")]
+# The README's bounds ("Reliability"), written here rather than read from chaos/run.py.
+RECOVERY_BOUND_S = 45.0        # a fault (or its end) to the first SUCCESS after it
+MEMORY_GROWTH_BOUND = 0.20     # gateway workers' RSS, the last fault-free run over the first
+# gunicorn's graceful timeout: ADMISSION_WAIT_SECONDS + UPSTREAM_READ_TIMEOUT_SECONDS + 5 s, with the chaos
+# settings (harness/stack.py: 5 s and 5 s).
+GRACEFUL_TIMEOUT_S = 5 + 5 + 5
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +77,7 @@ def test_supervisor_and_gateway_stop_cleanly(report):
     phases = by_name(report)
     assert phases["restart supervisor"].marks["exit_code"] == 0
     gateway = phases["SIGTERM gateway"].marks
-    grace_s = float(SETTINGS["UPSTREAM_READ_TIMEOUT_SECONDS"]) + 5   # gunicorn's graceful timeout
-    assert gateway["exit_code"] == 0 and gateway["stopped_s"] <= grace_s
+    assert gateway["exit_code"] == 0 and gateway["stopped_s"] <= GRACEFUL_TIMEOUT_S
 
 
 @pytest.mark.slow
