@@ -36,6 +36,7 @@ class ChatUpstream:
         self.tokens = list(TOKENS)
         self.token_delay_s = 0.0
         self.delay_s = 0.0                  # before a plain (non-streamed) answer: a model at work
+        self.slow_prompts: dict[str, float] = {}   # a prompt's own delay (its last text part)
         self.calls = 0
         self.payloads: list[dict] = []
         self.headers: list[dict] = []       # the headers of each chat request
@@ -77,7 +78,7 @@ class ChatUpstream:
             if body.get("stream"):
                 self.stream_closed.clear()
                 return Response(self._stream(body), mimetype="text/event-stream")
-            time.sleep(self.delay_s)
+            time.sleep(max(self.delay_s, self.slow_prompts.get(_last_text(body), 0.0)))
             n = len(self.tokens)
             return {"id": "chatcmpl-up", "object": "chat.completion", "created": 1, "model": self.model,
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(self.tokens)},
@@ -119,6 +120,12 @@ class ChatUpstream:
     def close(self):
         self.release.set()
         self.served.close()
+
+
+def _last_text(body: dict) -> str:
+    content = body["messages"][-1]["content"]
+    texts = [content] if isinstance(content, str) else [p.get("text", "") for p in content if p.get("type") == "text"]
+    return texts[-1] if texts else ""
 
 
 class ImageServer:

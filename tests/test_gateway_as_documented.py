@@ -45,6 +45,29 @@ def documented(tmp_path_factory):
         fake.close()
 
 
+# README defaults: a model call may take up to UPSTREAM_READ_TIMEOUT_SECONDS (60 s),
+# longer than gunicorn's 30 s worker timeout. One call of 35 s runs while the other
+# tests of this module do; the last test collects it.
+SLOW_CALL_S = 35.0
+SLOW_PROMPT = "Take your time"
+
+
+@pytest.fixture(scope="module")
+def slow_call(documented):
+    url, fake, proc, _ = documented
+    fake.slow_prompts[SLOW_PROMPT] = SLOW_CALL_S
+    pool = ThreadPoolExecutor(1)
+    started = time.monotonic()
+    future = pool.submit(analyze, url, jpeg(24, 24), SLOW_PROMPT, timeout=SLOW_CALL_S + 30)
+    yield future, started, proc
+    pool.shutdown(wait=True)
+
+
+def test_a_slow_model_call_is_under_way(slow_call):
+    future, _, _ = slow_call
+    assert not future.done()
+
+
 def metric(text: str, line_start: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_start))
 
@@ -446,3 +469,13 @@ def test_a_body_too_large_to_drain_is_answered_with_connection_close(tmp_path):
     finally:
         proc.stop()
         fake.close()
+
+
+def test_a_model_call_longer_than_gunicorns_worker_timeout_is_answered(slow_call):
+    """Never run before (the tests shortened both): at the defaults a 35 s model call
+    gets its SUCCESS; gunicorn does not kill the worker that waits for it."""
+    future, started, proc = slow_call
+    response = future.result(timeout=SLOW_CALL_S + 30)
+    assert response.status_code == 200 and response.json()["status"] == "SUCCESS", response.text
+    assert time.monotonic() - started >= SLOW_CALL_S
+    assert "WORKER TIMEOUT" not in proc.output() and "Worker exiting" not in proc.output()
