@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 from llava_runtime.demo_model import MARKER, ensure_demo_model
-from tests.procs import ROOT
+from tests.procs import ROOT, child_env
 
 
 def digest(directory):
@@ -21,7 +21,8 @@ def test_processes_starting_together_build_once_and_agree(tmp_path, demo_model_d
     target = tmp_path / "shared"
     code = ("import logging,sys; logging.basicConfig(level=logging.INFO);"
             "from llava_runtime.demo_model import ensure_demo_model; ensure_demo_model(sys.argv[1])")
-    racers = [subprocess.Popen([sys.executable, "-c", code, str(target)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    racers = [subprocess.Popen([sys.executable, "-c", code, str(target)], cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                               env=child_env())
               for _ in range(3)]
     logs = [p.communicate(timeout=120)[1] for p in racers]
     assert [p.returncode for p in racers] == [0, 0, 0], logs

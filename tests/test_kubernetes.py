@@ -31,7 +31,8 @@ from llava_common.settings import load
 from llava_runtime.settings import ModelSettings
 from llava_supervisor.settings import SupervisorSettings
 from tests.procs import ROOT
-from tests.test_deploy import code_metric_names, dockerfile, need
+from tests.system import need
+from tests.test_deploy import code_metric_names, dockerfile
 
 K8S = ROOT / "deploy" / "kubernetes"
 OVERLAYS = ("gpu", "cpu-demo", "vllm")

@@ -12,7 +12,7 @@ import requests
 
 from llava_common import exit_codes
 from tests.fixtures.supervised import Supervised, alive, fake, wait_gone
-from tests.procs import ROOT, free_port, python
+from tests.procs import ROOT, child_env, free_port, python
 
 pytestmark = pytest.mark.slow
 
@@ -154,7 +154,7 @@ def test_missing_command_is_fatal():
 
 def run_supervisor(env: dict) -> subprocess.CompletedProcess:
     return subprocess.run(python("supervisor.py", "--", sys.executable, "-c", "pass"), cwd=ROOT, capture_output=True,
-                          text=True, timeout=30, env={**os.environ, "MODEL_PORT": str(free_port()), **env})
+                          text=True, timeout=30, env=child_env({"MODEL_PORT": str(free_port()), **env}))
 
 
 def test_bad_setting_exits_with_boot_error_and_one_line():
