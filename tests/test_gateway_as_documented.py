@@ -216,8 +216,10 @@ def test_response_format_reaches_the_model_or_is_refused_with_the_reason(documen
 def test_the_schema_is_part_of_the_cache_key(documented):
     url, fake, _, _ = documented
 
+    session = requests.Session()  # one connection, one worker: its cache (the default is per worker)
+
     def ask(schema):
-        return requests.post(url + "/v1/chat/completions", timeout=30, json={
+        return session.post(url + "/v1/chat/completions", timeout=30, json={
             "model": "llava-demo", "temperature": 0, "messages": [user("Same question, two schemas")],
             "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}})
     first, again, other = ask(SCHEMA), ask(SCHEMA), ask({**SCHEMA, "required": []})
