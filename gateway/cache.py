@@ -28,10 +28,12 @@ REDIS_PREFIX = "llava:answer:v1:"
 REDIS_TIMEOUT_S = 0.5
 
 
-def cache_key(image: bytes, prompt: str, max_tokens: int, temperature: float, model: str) -> str:
+def cache_key(image: bytes, prompt: str, max_tokens: int, temperature: float, model: str,
+              structured: str = "") -> str:
     digest = hashlib.sha256()
     digest.update(hashlib.sha256(image).digest())
-    digest.update(json.dumps([prompt, max_tokens, repr(float(temperature)), model]).encode())
+    material = [prompt, max_tokens, repr(float(temperature)), model] + ([structured] if structured else [])
+    digest.update(json.dumps(material).encode())  # `structured`: the schema's hash (llava_common/schemas.py)
     return digest.hexdigest()
 
 
