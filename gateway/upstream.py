@@ -34,6 +34,12 @@ CONNECTION, TIMEOUT, SERVER_ERROR, BAD_RESPONSE, BREAKER_OPEN, NOT_READY = (
     "connection", "timeout", "server_error", "bad_response", "breaker_open", "not_ready")
 # Health probes are bounded separately: a hung /health must not hold a request long.
 HEALTH_TIMEOUT_S = 1.0
+# A replica that answered "not ready" (loading, warming up, draining) is asked again
+# after this, not after UPSTREAM_HEALTH_INTERVAL_SECONDS: its answer took milliseconds,
+# and a worker that trusted an old "loading" answered FALLBACK after the model was
+# ready (`make demo`, 4 workers: the first request after its banner). One that did not
+# answer at all (down, hung) keeps the longer interval: asking it costs a timeout.
+NOT_READY_RECHECK_S = 0.25
 # How long the upstream's model list (GET /v1/models) is trusted.
 MODELS_TTL_S = 60.0
 # Connection pools kept, one per replica address (DNS discovery may find many).
@@ -90,6 +96,7 @@ class Replica:
         self.in_flight = 0
         self.ready: bool | None = None  # None: not checked yet
         self.checked_at = float("-inf")
+        self.trusted_s = 0.0            # how long `ready` holds before it is checked again
         self.probing = threading.Lock()
 
 
@@ -116,11 +123,11 @@ class Upstream:
     # ------------------------------------------------------------------ readiness
 
     def is_ready(self, replica: Replica) -> bool:
-        stale = self.clock() - replica.checked_at >= self.settings.health_interval_s
+        stale = self.clock() - replica.checked_at >= replica.trusted_s
         # One probe at a time; the others use the last answer, or wait for the first one.
         if stale and replica.probing.acquire(blocking=replica.ready is None):
             try:
-                if self.clock() - replica.checked_at >= self.settings.health_interval_s:
+                if self.clock() - replica.checked_at >= replica.trusted_s:
                     self._probe(replica)
             finally:
                 replica.probing.release()
@@ -130,15 +137,17 @@ class Upstream:
         try:
             response = self.session.get(replica.url + "/health",
                                         timeout=(self.settings.connect_timeout_s, HEALTH_TIMEOUT_S))
-            ready = response.status_code == 200
+            ready, answered = response.status_code == 200, True
         except requests.RequestException:
-            ready = False
+            ready, answered = False, False
         if ready != replica.ready:
             log.info("upstream %s is %s", replica.url, "ready" if ready else "not ready")
-        self._mark(replica, ready)
+        self._mark(replica, ready, answered)
 
-    def _mark(self, replica: Replica, ready: bool) -> None:
+    def _mark(self, replica: Replica, ready: bool, answered: bool = False) -> None:
         replica.ready, replica.checked_at = ready, self.clock()
+        replica.trusted_s = (min(NOT_READY_RECHECK_S, self.settings.health_interval_s) if answered and not ready
+                             else self.settings.health_interval_s)
 
     def any_ready(self) -> bool:
         return any(self.is_ready(r) for r in self.replicas if not r.breaker.refuses())
@@ -282,7 +291,7 @@ class Upstream:
         if response.status_code in (400, 413, 415, 422, 429):
             raise UpstreamRefused(response.status_code, code, message, retry_after)
         if response.status_code == 503:
-            self._mark(replica, False)
+            self._mark(replica, False, answered=True)
         raise UpstreamDown(SERVER_ERROR, f"{replica.url} answered {response.status_code} {code}",
                            retry_after=retry_after)
 

@@ -351,3 +351,16 @@ def test_a_call_dropped_mid_way_is_not_sent_to_another_replica(fake):
         assert 'llava_upstream_errors_total{kind="bad_response"} 1.0' in metrics
     finally:
         dropping.close()
+
+
+def test_a_model_that_said_loading_is_asked_again_soon_not_after_the_health_interval(fake):
+    """Before: a worker trusted "loading" for UPSTREAM_HEALTH_INTERVAL_SECONDS (2 s by
+    default), so the first requests after the model turned ready answered FALLBACK
+    (`make demo`'s 4 workers, right after its banner)."""
+    clock = Clock()
+    fake.mode = "loading"
+    with gateway(fake.url, clock=clock, UPSTREAM_HEALTH_INTERVAL_SECONDS=2) as (url, _):
+        assert analyze(url, jpeg(), "Loading?").json()["status"] == "FALLBACK"
+        fake.mode = "ok"
+        clock.now += 0.3  # well inside the 2 s health interval
+        assert analyze(url, jpeg(), "Ready now?").json()["status"] == "SUCCESS"
