@@ -46,9 +46,9 @@ def documented(tmp_path_factory):
 
 
 # README defaults: a model call may take up to UPSTREAM_READ_TIMEOUT_SECONDS (60 s),
-# longer than gunicorn's 30 s worker timeout. One call of 35 s runs while the other
+# longer than gunicorn's 30 s worker timeout. One call of 31 s runs while the other
 # tests of this module do; the last test collects it.
-SLOW_CALL_S = 35.0
+SLOW_CALL_S = 31.0
 SLOW_PROMPT = "Take your time"
 
 
@@ -492,7 +492,7 @@ def test_a_body_too_large_to_drain_is_answered_with_connection_close(tmp_path):
 
 
 def test_a_model_call_longer_than_gunicorns_worker_timeout_is_answered(slow_call):
-    """Never run before (the tests shortened both): at the defaults a 35 s model call
+    """Never run before (the tests shortened both): at the defaults a 31 s model call
     gets its SUCCESS; gunicorn does not kill the worker that waits for it."""
     future, started, proc = slow_call
     response = future.result(timeout=SLOW_CALL_S + 30)
