@@ -35,6 +35,7 @@ class Parts:
     metrics: object    # metrics.Metrics
     upstream: object   # upstream.Upstream
     core: object       # answering.Answering
+    intake: object     # intake.Intake
 
 
 def parts() -> Parts:
@@ -47,6 +48,7 @@ def create_app(settings, clock=time.monotonic, resolver=None) -> Flask:
     from .admission import Admission
     from .answering import Answering
     from .cache import build_cache
+    from .intake import Intake
     from .metrics import Metrics
     from .upstream import Upstream
 
@@ -57,7 +59,7 @@ def create_app(settings, clock=time.monotonic, resolver=None) -> Flask:
     upstream = Upstream(settings, metrics, clock, resolver)  # resolver: DNS for MODEL_URL names (tests fake it)
     admission = Admission(settings.max_in_flight, settings.admission_queue, settings.admission_wait_s, metrics, clock)
     core = Answering(settings, build_cache(settings, metrics, clock), upstream, admission, metrics)
-    app.extensions["gateway"] = Parts(settings, metrics, upstream, core)
+    app.extensions["gateway"] = Parts(settings, metrics, upstream, core, Intake(settings.decode_concurrency, metrics))
     boundary.install(app, faces=[openai_api.FACE, native_api.FACE])
     app.register_blueprint(native_api.bp)
     openai_api.register(app)

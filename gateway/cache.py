@@ -1,7 +1,8 @@
 """Answer cache and single-flight.
 
-The key is a hash of the original image bytes + prompt + parameters + model, so a
-hit needs no decoding and no model call. The in-process cache is cachetools'
+The key is a hash of the original image bytes + prompt + parameters + model + the
+caller's tenant (a hash of its API key, auth.py), so a hit needs no decoding and no
+model call, and one key never reads an answer made for another. The in-process cache is cachetools'
 TTLCache behind a lock (TTLCache is not thread-safe by itself); CACHE_URL=redis://
 shares one cache between all workers and gateway replicas. A cache that fails
 (Redis down) costs a miss, never a failed request.
@@ -27,19 +28,20 @@ REDIS_PREFIX = "llava:answer:v1:"
 REDIS_TIMEOUT_S = 0.5
 
 
-def cache_key(image: bytes, prompt: str, max_tokens: int, temperature: float, model: str) -> str:
+def cache_key(image: bytes, prompt: str, max_tokens: int, temperature: float, model: str, tenant: str = "") -> str:
+    """`tenant`: auth.check's hash of the caller's key ("" = shared by every caller)."""
     digest = hashlib.sha256()
     digest.update(hashlib.sha256(image).digest())
-    digest.update(json.dumps([prompt, max_tokens, repr(float(temperature)), model]).encode())
+    digest.update(json.dumps([prompt, max_tokens, repr(float(temperature)), model, tenant]).encode())
     return digest.hexdigest()
 
 
-def chat_cache_key(messages: list, params: dict, model: str) -> str:
+def chat_cache_key(messages: list, params: dict, model: str, tenant: str = "") -> str:
     """A chat request's key: its messages with each image given as the SHA-256 of its
     original bytes (see chat.py), every parameter that changes the answer (seed and
-    stop included) and the model. Prefixed so it never meets an analyze key."""
+    stop included), the model and the tenant. Prefixed so it never meets an analyze key."""
     material = json.dumps(["chat", messages, {k: repr(v) if isinstance(v, float) else v for k, v in params.items()},
-                           model], sort_keys=True)
+                           model, tenant], sort_keys=True)
     return "chat:" + hashlib.sha256(material.encode()).hexdigest()
 
 

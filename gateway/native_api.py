@@ -34,14 +34,22 @@ PROBLEM_JSON = "application/problem+json"
 @bp.post(ANALYZE)
 def analyze():
     settings = parts().settings
-    image = _upload(settings.max_upload_bytes)
+    # The upload is read, judged and decoded in an intake slot, given back once the model call is built.
+    with parts().intake.slot(now=True) as held:
+        image = _upload(settings.max_upload_bytes)
+        prompt = _prompt()
+        form = validated(AnalyzeForm, {**_params(request.args, request.form), "prompt": prompt, "image": image})
+        del image  # the form holds it until it is normalised
+        key = cache_key(form.image, form.prompt, form.max_tokens, form.temperature, settings.upstream_model,
+                        g.tenant)
+        answer = parts().core.answer(key, held.releasing(functools.partial(_payload, form, settings)), g.trace)
+    return result(answer.status, 200, answer.result, model=answer.model, usage=answer.usage)
+
+
+def _prompt() -> str:
     if request.form.get("prompt") is None:
         raise invalid("the `prompt` part is missing (multipart/form-data text field `prompt`)", param="prompt")
-    form = validated(AnalyzeForm, {**_params(request.args, request.form), "prompt": request.form["prompt"],
-                                   "image": image})
-    key = cache_key(form.image, form.prompt, form.max_tokens, form.temperature, settings.upstream_model)
-    answer = parts().core.answer(key, functools.partial(_payload, form, settings), g.trace)
-    return result(answer.status, 200, answer.result, model=answer.model, usage=answer.usage)
+    return request.form["prompt"]
 
 
 def _params(args, form) -> dict:
@@ -72,8 +80,11 @@ def _upload(max_bytes: int) -> bytes:
 def _payload(form: AnalyzeForm, settings) -> dict:
     """The upstream request, built on a cache miss only: the image is judged and
     normalised here (a hit needs none of it: only answers to images that passed
-    are cached, keyed by the uploaded bytes)."""
-    image = normalise(form.image, settings.max_upload_bytes, settings.max_image_pixels, settings.max_image_side)
+    are cached, keyed by the uploaded bytes). The upload is dropped once normalised:
+    a request waiting for the model holds only the small JPEG."""
+    upload, form.image = form.image, b""
+    image = normalise(upload, settings.max_upload_bytes, settings.max_image_pixels, settings.max_image_side)
+    del upload
     payload = {
         "messages": [{"role": "user", "content": [
             {"type": "image_url",
