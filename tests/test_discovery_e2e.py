@@ -8,7 +8,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import requests
 
 from gateway import create_app
 from tests.gateway_support import Served, analyze, jpeg, settings
