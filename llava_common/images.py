@@ -49,7 +49,8 @@ _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _SCALABLE_MODES = ("RGB", "RGBA", "L", "LA")  # resized as they are, alpha premultiplied
 _ORIENTATION_TAG = 0x0112
-_TURNED = (5, 6, 7, 8)  # orientations that swap width and height
+_ORIENTATIONS = range(2, 9)  # EXIF orientations that transpose the image
+_TURNED = (5, 6, 7, 8)      # those that swap width and height
 
 
 class ImageRejected(ValueError):
@@ -111,8 +112,10 @@ def decode(data: bytes, max_bytes: int, max_pixels: int, fit_side: int | None = 
     too_many = f"the image has far more pixels than allowed; the limit is {max_pixels:,}"
     try:
         image.load()  # first frame only (GIF, animated WebP)
-        full = _oriented((width, height), _orientation(image))  # after load: a PNG's late eXIf chunk too
-        image = ImageOps.exif_transpose(image)
+        orientation = _orientation(image, loaded=True)  # a PNG's late eXIf chunk too
+        full = _oriented((width, height), orientation)
+        if orientation in _ORIENTATIONS:  # (exif_transpose copies even an upright image: 64 MB for a large RGBA one)
+            image = ImageOps.exif_transpose(image)
         if fit_side and max(full) > fit_side:
             return Decoded(_scaled(image, fit(*full, fit_side)), kind)
         return Decoded(to_rgb(image), kind)
@@ -160,17 +163,15 @@ def _open(data: bytes, max_bytes: int, max_pixels: int,
     return kind, image, (width, height)
 
 
-def _orientation(image: Image.Image) -> int:
-    """The EXIF orientation the image carries so far (read from its header; never decodes)."""
-    raw = image.info.get("exif")
-    if not raw:
-        return 1
-    exif = Image.Exif()
+def _orientation(image: Image.Image, loaded: bool = False) -> int:
+    """The EXIF (or XMP) orientation the image carries, as exif_transpose reads it;
+    before a PNG is loaded only what its header had (its getexif() would decode it)."""
     try:
-        exif.load(raw)
+        if image.format == "PNG" and not loaded and "exif" not in image.info:
+            return 1
+        return image.getexif().get(_ORIENTATION_TAG, 1)
     except _DECODE_ERRORS:
         return 1
-    return exif.get(_ORIENTATION_TAG, 1)
 
 
 def _oriented(size: tuple[int, int], orientation: int) -> tuple[int, int]:

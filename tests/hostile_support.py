@@ -1,0 +1,190 @@
+"""Helpers for the hostile-client tests (tests/test_hostile_*.py): the gateway under
+real gunicorn (the README's command), Debian's nginx running deploy/nginx/nginx.conf
+in front of it, the memory of a gunicorn worker read from /proc, and clients that
+misbehave on purpose. Everything listens and connects on 127.0.0.1 only.
+
+Memory is the worker's peak resident set (VmHWM): it is reset before a hostile
+input is sent (/proc/PID/clear_refs, Linux 4.0+, as root) and read after, so the
+bound covers everything the input made the worker hold at any moment.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.procs import ROOT, Proc, free_port
+
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+README_COMMAND = [GUNICORN, "-c", "python:gateway.gunicorn_conf", "gateway.wsgi:app"]
+NGINX_CONF = ROOT / "deploy" / "nginx" / "nginx.conf"
+MIB = 1024 * 1024
+# Settings a test must not inherit from the environment it runs in.
+UNSET = ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir", "GATEWAY_WORKERS", "GATEWAY_THREADS",
+         "MAX_UPSTREAM_IN_FLIGHT", "ADMISSION_QUEUE", "ADMISSION_WAIT_SECONDS", "CACHE_URL", "API_KEYS",
+         "GATEWAY_HOST", "ALLOW_ANONYMOUS")
+
+
+# --------------------------------------------------------------------- processes
+
+class Gunicorn:
+    """The gateway as the README starts it; `env` adds settings (GATEWAY_PORT is chosen)."""
+
+    def __init__(self, model_url: str, **env):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = Proc(README_COMMAND, env={"GATEWAY_PORT": str(self.port), "MODEL_URL": model_url,
+                                              **{k: str(v) for k, v in env.items()}},
+                         unset=tuple(name for name in UNSET if name not in env))
+        self.proc.wait_for(self.url + "/health/live", timeout=60)
+
+    def workers(self) -> list[int]:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            found = children(self.proc.pid)
+            if found:
+                return found
+            time.sleep(0.1)
+        raise AssertionError("gunicorn started no worker")
+
+    def worker(self) -> int:
+        [pid] = self.workers()
+        return pid
+
+    def stop(self) -> int | None:
+        return self.proc.stop()
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if not found:
+        pytest.skip("nginx is not installed: the proxy tests run Debian's nginx (.ci/run installs it with apt-get)")
+    return found
+
+
+class Nginx:
+    """deploy/nginx/nginx.conf as shipped, with only its listen address and its
+    upstream (compose's `gateway:8000`) pointed at loopback ports."""
+
+    def __init__(self, upstream_port: int):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.dir = Path(tempfile.mkdtemp(prefix="nginx-"))
+        self.dir.chmod(0o755)  # nginx's workers (nobody, when the tests run as root) write their temp files here
+        conf = configured(NGINX_CONF.read_text(), self.port, upstream_port)
+        (self.dir / "nginx.conf").write_text(conf)
+        self.proc = Proc([nginx_binary(), "-p", f"{self.dir}/", "-c", str(self.dir / "nginx.conf"), "-e", "stderr",
+                          "-g", "daemon off;"])
+        deadline = time.monotonic() + 10
+        while not listening(self.port):
+            if self.proc.popen.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("nginx did not start:\n" + self.proc.output()[-3000:])
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.proc.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def configured(conf: str, port: int, upstream_port: int) -> str:
+    """The shipped file with two lines changed (each must exist exactly once)."""
+    conf, listens = re.subn(r"^(\s*)listen 8080;$", rf"\1listen 127.0.0.1:{port};", conf, flags=re.M)
+    conf, upstreams = re.subn(r"^(\s*)server gateway:8000;", rf"\1server 127.0.0.1:{upstream_port};", conf, flags=re.M)
+    assert (listens, upstreams) == (1, 1), "deploy/nginx/nginx.conf changed its listen or upstream line"
+    return conf
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+# --------------------------------------------------------------------- memory
+
+def status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} for {pid}")
+
+
+class Peak:
+    """The rise of a process's peak resident memory over a block, in MiB:
+    `with Peak(pid) as peak: ...; peak.mib`."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.mib = None
+
+    def __enter__(self):
+        try:
+            Path(f"/proc/{self.pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
+        except OSError:
+            pytest.skip("cannot reset a process's peak memory (/proc/PID/clear_refs needs root and Linux 4.0+)")
+        self.before = status_kib(self.pid, "VmRSS")
+        return self
+
+    def __exit__(self, *exc):
+        self.mib = (status_kib(self.pid, "VmHWM") - self.before) / 1024
+        self.rss_mib = status_kib(self.pid, "VmRSS") / 1024
+
+
+# --------------------------------------------------------------------- clients
+
+def timed(fn, *args, **kwargs):
+    """(fn's result or the exception it raised, seconds taken)."""
+    started = time.monotonic()
+    try:
+        result = fn(*args, **kwargs)
+    except requests.RequestException as exc:
+        result = exc
+    return result, time.monotonic() - started
+
+
+class SlowClients:
+    """`count` connections that each send a request line, then one byte of header
+    (or, with `body=True`, complete headers and then one byte of body) every
+    `every_s`, until closed: the slowloris pattern."""
+
+    def __init__(self, port: int, count: int, body: bool = False, every_s: float = 2.0):
+        self.socks, self.stop_ = [], threading.Event()
+        for i in range(count):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            if body:
+                s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: 100000\r\n\r\n{")
+            else:
+                s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")
+            self.socks.append(s)
+        self.thread = threading.Thread(target=self._drip, args=(every_s, body), daemon=True)
+        self.thread.start()
+
+    def _drip(self, every_s: float, body: bool) -> None:
+        while not self.stop_.wait(every_s):
+            for s in self.socks:
+                try:
+                    s.sendall(b" " if body else b"X")
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.stop_.set()
+        self.thread.join()
+        for s in self.socks:
+            s.close()
