@@ -188,3 +188,104 @@ class SlowClients:
         self.thread.join()
         for s in self.socks:
             s.close()
+
+
+# --------------------------------------------------------------------- hostile image servers
+
+class RawServer:
+    """A TCP server on 127.0.0.1 that runs `handle(sock)` for each connection in a
+    thread of its own, counting connections and the most open at once."""
+
+    def __init__(self, handle):
+        self.handle = handle
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.connections = self.open = self.most_open = 0
+        self.requests: list[bytes] = []
+        self.accepted_at: list[float] = []
+        self.lock = threading.Lock()
+        self.closed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closed.is_set():
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+
+    def _serve(self, sock: socket.socket) -> None:
+        with self.lock:
+            self.accepted_at.append(time.monotonic())
+            self.connections += 1
+            self.open += 1
+            self.most_open = max(self.most_open, self.open)
+        try:
+            sock.settimeout(30)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                head += chunk
+            self.requests.append(head)
+            self.handle(sock, self.closed)
+        except OSError:
+            pass
+        finally:
+            with self.lock:
+                self.open -= 1
+            sock.close()
+
+    def most_within(self, window_s: float) -> int:
+        """The most connections accepted within any `window_s` (a peer's view of how
+        many it had open at once, unblurred by how late it notices a close)."""
+        times = sorted(self.accepted_at)
+        return max((sum(1 for t in times if start <= t < start + window_s) for start in times), default=0)
+
+    def close(self) -> None:
+        self.closed.set()
+        self.listener.close()
+
+
+def dripping(every_s: float = 1.0):
+    """Headers at once, then one byte of body every `every_s` (the review's 1 byte/s server)."""
+    def handle(sock, closed) -> None:
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n")
+        while not closed.wait(every_s):
+            sock.sendall(b"\x89")
+    return handle
+
+
+drip_body = dripping(1.0)
+
+
+def drip_headers(sock, closed) -> None:
+    sock.sendall(b"HTTP/1.1 200 OK\r\n")
+    while not closed.wait(0.5):
+        sock.sendall(b"X")
+
+
+def silent(sock, closed) -> None:
+    closed.wait(30)
+
+
+def html_page(sock, closed) -> None:
+    page = b"<html>admin console</html>"
+    sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n" % len(page) + page)
+
+
+def not_http(sock, closed) -> None:
+    sock.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+
+
+def redirect(sock, closed) -> None:
+    sock.sendall(b"HTTP/1.1 302 Found\r\nLocation: http://169.254.169.254/\r\nContent-Length: 0\r\n\r\n")
+
+
+def serves(body: bytes):
+    def handle(sock, closed) -> None:
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    return handle
