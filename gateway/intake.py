@@ -1,7 +1,7 @@
 """Intake: the work whose memory a client decides (reading a large body, fetching a
 remote image, decoding and normalising images) runs in one of DECODE_CONCURRENCY
 slots per worker, so a worker's memory is bounded by its slots, not by how many
-clients send large images at once. The largest allowed PNG takes ~210 MB while it
+clients send large images at once. The largest allowed PNG takes ~160 MB while it
 is decoded (settings.py).
 
 A request waits at most WAIT_S for a slot (the work in one takes well under a

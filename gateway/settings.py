@@ -25,10 +25,9 @@ Defaults, and why:
 - Images of at most 4096 x 4096 decoded pixels (MAX_IMAGE_PIXELS): the model never sees
   more than 1008 px a side, so more pixels only cost memory. A 4K screenshot passes, and
   so does any camera JPEG: it decodes at the 1/2 to 1/8 scale that still covers 1008 px
-  (a 24 MP photo at 1500 x 1000). Decoding the largest PNG allowed takes ~90 MB (RGBA;
-  ~145 MB for a palette image) for a third of a second; the old 40 MP limit let a 166 KB
-  PNG take 650 MB. DECODE_CONCURRENCY (2) such decodes, or reads of a large body, run
-  at once per worker.
+  (a 24 MP photo at 1500 x 1000). Decoding the largest PNG allowed takes ~160 MB (RGBA)
+  for a third of a second; the old 40 MP limit let a 166 KB PNG take 650 MB.
+  DECODE_CONCURRENCY (2) such decodes, or reads of a large body, run at once per worker.
 - Chat requests: at most 256 messages, 512 content parts and 8,000 characters of text
   (the model process's MAX_PROMPT_CHARS): 200,000 empty messages used to keep the model
   busy for 11 s before it refused them.
