@@ -6,12 +6,14 @@ ended in a RecursionError (500). Every JSON value but the last is followed by a
 comma or opens an array or object, so counting those three bytes (a fast scan of
 the raw body; text inside strings only adds to the count) bounds the number of
 objects the parse can make. The bound comes from the request caps (messages,
-parts, text), with room for the other fields; nesting past Python's recursion
-limit is refused as well.
+parts, text, a response_format schema), with room for the other fields; nesting
+past Python's recursion limit is refused as well.
 """
 from __future__ import annotations
 
 import json
+
+from llava_common import schemas
 
 from .statuses import invalid
 
@@ -21,7 +23,7 @@ PER_MESSAGE, PER_PART, OTHER_FIELDS = 8, 8, 1024
 
 def values_limit(settings) -> int:
     return (settings.max_messages * PER_MESSAGE + settings.max_parts * PER_PART + settings.max_prompt_chars
-            + OTHER_FIELDS)
+            + schemas.MAX_SCHEMA_BYTES + OTHER_FIELDS)
 
 
 def read_json(request, settings) -> dict:

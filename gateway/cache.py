@@ -28,11 +28,13 @@ REDIS_PREFIX = "llava:answer:v1:"
 REDIS_TIMEOUT_S = 0.5
 
 
-def cache_key(image: bytes, prompt: str, max_tokens: int, temperature: float, model: str, tenant: str = "") -> str:
-    """`tenant`: auth.check's hash of the caller's key ("" = shared by every caller)."""
+def cache_key(image: bytes, prompt: str, max_tokens: int, temperature: float, model: str,
+              structured: str = "", tenant: str = "") -> str:
+    """`structured`: the schema's hash (llava_common/schemas.py); `tenant`: auth.check's
+    hash of the caller's key ("" = shared by every caller)."""
     digest = hashlib.sha256()
     digest.update(hashlib.sha256(image).digest())
-    digest.update(json.dumps([prompt, max_tokens, repr(float(temperature)), model, tenant]).encode())
+    digest.update(json.dumps([prompt, max_tokens, repr(float(temperature)), model, structured, tenant]).encode())
     return digest.hexdigest()
 
 

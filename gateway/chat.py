@@ -24,7 +24,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Callable
 
-from llava_common import params
+from llava_common import params, schemas
 
 from . import budget
 from .cache import chat_cache_key
@@ -67,7 +67,7 @@ def plan(request: ChatCompletionRequest, settings, served: tuple[str, ...], tena
     messages, keyed, images = _messages(request, settings, intake)
     budget.check([image.size for image in images], sampling["max_tokens"], settings.context_tokens)
     stream = bool(request.stream)
-    response_format = request.response_format.type if request.response_format is not None else None
+    output = request.response_format.output if request.response_format is not None else None  # (schemas.py)
 
     def payload() -> dict:
         sizes = []
@@ -83,13 +83,17 @@ def plan(request: ChatCompletionRequest, settings, served: tuple[str, ...], tena
         built = {"messages": messages, **sampling, "stream": stream}
         if stream:
             built["stream_options"] = {"include_usage": True}  # the gateway needs usage to cache the answer
-        if response_format is not None:
-            built["response_format"] = {"type": response_format}
+        if output is not None:  # the schema as checked (llava_common/schemas.py)
+            built["response_format"] = ({"type": "json_object"} if output.kind == schemas.JSON_OBJECT else
+                                        {"type": "json_schema", "json_schema": {"name": output.name or "answer",
+                                                                                "schema": output.schema,
+                                                                                "strict": output.strict}})
         if settings.upstream_model:
             built["model"] = settings.upstream_model
         return built
 
-    key = chat_cache_key(keyed, sampling, settings.upstream_model, tenant)
+    keyed_params = {**sampling, "response_format": output.key} if output is not None else sampling
+    key = chat_cache_key(keyed, keyed_params, settings.upstream_model, tenant)
     reuse = sampling["temperature"] == 0 or request.seed is not None or settings.cache_sampled
     include_usage = bool(request.stream_options and request.stream_options.include_usage)
     return ChatCall(key, stream, include_usage, reuse, payload)

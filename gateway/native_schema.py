@@ -7,12 +7,12 @@ both); the same model validates them either way.
 """
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from llava_common import params
+from llava_common import params, schemas
 
 from . import statuses
 
@@ -37,8 +37,14 @@ class AnalyzeForm(AnalyzeParams):
 
     image: bytes = Field(description="JPEG, PNG, WebP or GIF (first frame), judged by its bytes, not its name "
                                      "or Content-Type; at most MAX_UPLOAD_BYTES and MAX_IMAGE_PIXELS")
-    prompt: str = Field(min_length=1, max_length=PROMPT_MAX_CHARS,
-                        description=f"The question, 1 to {PROMPT_MAX_CHARS} characters after trimming")
+    prompt: str | None = Field(None, min_length=1, max_length=PROMPT_MAX_CHARS,
+                               description=f"The question, 1 to {PROMPT_MAX_CHARS} characters after trimming; "
+                                           "required unless `preset` is given (then it adds to the preset's)")
+    preset: str | None = Field(None, max_length=64, description="A ready-made task (GET /api/v1/multimodal/presets): "
+                                                               "its question, and `data` following its schema")
+    json_schema: str | None = Field(None, alias="schema", max_length=schemas.MAX_SCHEMA_BYTES,
+                                    description="A JSON Schema (as JSON text, a field or a file part): the answer is "
+                                                "JSON that follows it, parsed into `data`. Not with `preset`")
 
     @field_validator("prompt", mode="before")
     @classmethod
@@ -70,6 +76,20 @@ class AnalysisResult(BaseModel):
     model: str | None
     usage: Usage | None = Field(description="null when the model did not answer")
     latencyMs: int = Field(ge=0)
+    data: Any = Field(None, description="With `preset` or `schema`: the answer as parsed JSON, following the "
+                                        "schema; null otherwise, and when the answer was cut at max-tokens")
+
+
+class PresetInfo(BaseModel):
+    name: str
+    description: str
+    prompt: str = Field(description="The question the preset asks (the client's `prompt` follows it)")
+    schema_: dict = Field(alias="schema", description="The JSON Schema `data` follows")
+    maxTokens: int = Field(description="The default max-tokens with this preset: its longest complete answer")
+
+
+class PresetList(BaseModel):
+    presets: list[PresetInfo]
 
 
 class Problem(BaseModel):

@@ -4,12 +4,12 @@ the document says exactly what is accepted, what is refused and what is ignored.
 
 - Accepted: text and image_url parts, several turns, max_tokens /
   max_completion_tokens, temperature, top_p, seed, stop, stream,
-  stream_options.include_usage, response_format {"type": "text"}, n = 1, and
-  vLLM's top_k and min_tokens.
+  stream_options.include_usage, response_format (text, json_object, json_schema:
+  the answer's content is JSON that follows the schema, enforced by the model
+  process token by token), n = 1, and vLLM's top_k and min_tokens.
 - Refused with 400 when set to anything but their empty or default value
   (REFUSED): tools and function calling, logprobs, logit_bias, penalties, audio,
-  predicted outputs, web search. response_format json_object / json_schema: 400
-  until structured output exists; never silently ignored.
+  predicted outputs, web search. A schema the model cannot enforce: 400 naming why.
 - Accepted and ignored (they do not change the answer): user, metadata, store,
   service_tier, parallel_tool_calls, reasoning_effort and any other field.
 """
@@ -17,10 +17,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
-from llava_common import params
+from llava_common import params, schemas
 
 # Discriminator values of messages and content parts (they appear in pydantic's error paths).
 TAGS = frozenset({"text", "image_url", "user", "system", "developer", "assistant"})
@@ -101,19 +110,32 @@ class StreamOptions(_Open):
     include_usage: bool | None = Field(None, description="A last chunk with `usage` (and `choices: []`)")
 
 
-class ResponseFormat(_Open):
-    type: Literal["text"] = Field(description="Only text: json_object and json_schema are refused with 400 "
-                                              "unsupported_value until structured output exists")
+class JsonSchemaFormat(_Open):
+    name: str | None = Field(None, max_length=64, description="A name for the schema")
+    description: str | None = None
+    schema_: dict = Field(alias="schema", description="A JSON Schema (2020-12); at most 16 KiB and 16 levels deep")
+    strict: bool | None = Field(None, description="Accepted; the schema is always enforced, token by token")
 
-    @field_validator("type", mode="before")
-    @classmethod
-    def text_only(cls, value: object) -> object:
-        if value in ("json_object", "json_schema"):
-            raise PydanticCustomError(UNSUPPORTED_VALUE, "`response_format` {kind} is not supported: this service "
-                                                         "has no structured output yet. Ask for JSON in the prompt "
-                                                         "and omit response_format (or send {\"type\": \"text\"})",
-                                      {"kind": value})
-        return value
+
+class ResponseFormat(_Open):
+    type: Literal["text", "json_object", "json_schema"] = Field(
+        description="text (default); json_object: the answer is a JSON object; json_schema: JSON that follows "
+                    "`json_schema.schema`, by construction")
+    json_schema: JsonSchemaFormat | None = None
+    _output: Any = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def schema_checked(self) -> "ResponseFormat":
+        """The same checks the model process makes (llava_common/schemas.py), before anything is queued."""
+        try:
+            self._output = schemas.parse_response_format(self.model_dump(by_alias=True, exclude_none=True))
+        except schemas.SchemaError as error:
+            raise PydanticCustomError("invalid_request", "`response_format`: {reason}", {"reason": str(error)})
+        return self
+
+    @property
+    def output(self) -> "schemas.StructuredOutput | None":
+        return self._output
 
 
 def _stop_list(value: object) -> object:

@@ -25,10 +25,11 @@ bp = Blueprint("openapi", __name__)
 VERSION = "1.1.0"
 REF = "#/components/schemas/{model}"
 REQUESTS = (native.AnalyzeForm, native.AnalyzeParams, oai.ChatCompletionRequest)
-ANSWERS = (native.AnalysisResult, native.Problem, oai.ChatCompletion, oai.ChatCompletionChunk, oai.ModelList,
-           oai.Model, oai.ErrorResponse, Health)
+ANSWERS = (native.AnalysisResult, native.Problem, native.PresetList, oai.ChatCompletion, oai.ChatCompletionChunk,
+           oai.ModelList, oai.Model, oai.ErrorResponse, Health)
 
-NATIVE_ERRORS = {400: "VALIDATION_ERROR: a part missing or out of range, a corrupt image, or over the model's context",
+NATIVE_ERRORS = {400: "VALIDATION_ERROR: a part missing or out of range, a corrupt image, over the model's context, "
+                      "an unknown preset or a schema that cannot be enforced",
                  401: "UNAUTHORIZED: API_KEYS set and no key or a wrong one given",
                  413: "VALIDATION_ERROR: image over MAX_UPLOAD_BYTES or MAX_IMAGE_PIXELS",
                  415: "VALIDATION_ERROR: not a JPEG, PNG, WebP or GIF image",
@@ -141,6 +142,11 @@ def document() -> dict:
                                 "(served under /v1 and at the root, for either base-URL convention)."},
         "paths": {
             "/api/v1/multimodal/analyze": {"post": analyze},
+            "/api/v1/multimodal/presets": {"get": {
+                "summary": "Ready-made tasks for `preset`: each a question and the JSON Schema of `data`",
+                "operationId": "listPresets",
+                "responses": {"200": _answer("The presets", {"application/json": {"schema": _ref(native.PresetList)}}),
+                              **_errors({401: NATIVE_ERRORS[401]}, _native_error)}}},
             **_openai_paths("/v1", ""),
             **_openai_paths("", "WithoutV1"),
             "/health": _health("Health: UP while the gateway runs; the model replicas as a component", "health"),

@@ -177,6 +177,9 @@ class GatewaySettings:
     cache_sampled: bool = setting("OPENAI_CACHE_SAMPLED", False, boolean,
                                   "Cache /v1/chat/completions answers sampled (temperature > 0) without a `seed`; "
                                   "off: each such call gets a fresh sample, as from OpenAI")
+    presets_file: str = setting("PRESETS_FILE", "", text,
+                                "A JSON file of presets to add to (or replace) the built-in ones: {name: {description, "
+                                "prompt, schema, max_tokens}} (gateway/presets.py)")
     model_aliases: tuple = setting("OPENAI_MODEL_ALIASES", (), csv,
                                    "Extra `model` names /v1/chat/completions accepts besides the served model "
                                    "(e.g. gpt-4o-mini, Spring AI's default); `*` = any name")

@@ -189,21 +189,41 @@ def test_bad_image_content_is_400_invalid_request_error(documented):
         assert words in error["message"] and error["param"] == "messages[0].content[1].image_url"
 
 
-@pytest.mark.parametrize("response_format, http", [
-    ({"type": "text"}, 200), ({"type": "json_object"}, 400),
-    ({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}, 400)])
-def test_response_format_text_is_accepted_and_structured_output_refused(documented, response_format, http):
+SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+
+
+@pytest.mark.parametrize("response_format, upstream", [
+    ({"type": "text"}, None), ({"type": "json_object"}, {"type": "json_object"}),
+    ({"type": "json_schema", "json_schema": {"name": "x", "schema": SCHEMA, "strict": True}},
+     {"type": "json_schema", "json_schema": {"name": "x", "schema": SCHEMA, "strict": True}}),
+    ({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": 5}}}, 400)])
+def test_response_format_reaches_the_model_or_is_refused_with_the_reason(documented, response_format, upstream):
     """Before: response_format was silently ignored (200 with free text)."""
     url, fake, _, _ = documented
     response = requests.post(url + "/v1/chat/completions", timeout=30, json={
-        "model": "llava-demo", "messages": [user("JSON please")], "response_format": response_format})
-    assert response.status_code == http, response.text
-    if http == 400:
+        "model": "llava-demo", "messages": [user(f"JSON please {response_format}")],
+        "response_format": response_format})
+    if upstream == 400:
+        assert response.status_code == 400
         error = response.json()["error"]
-        assert error["code"] == "unsupported_value" and error["param"] == "response_format.type"
-        assert "structured output" in error["message"]
+        assert error["code"] == "invalid_request" and error["param"] == "response_format"
+        assert "not valid JSON Schema" in error["message"]
     else:
-        assert fake.payloads[-1]["response_format"] == {"type": "text"}
+        assert response.status_code == 200, response.text
+        assert fake.payloads[-1].get("response_format") == upstream
+
+
+def test_the_schema_is_part_of_the_cache_key(documented):
+    url, fake, _, _ = documented
+
+    session = requests.Session()  # one connection, one worker: its cache (the default is per worker)
+
+    def ask(schema):
+        return session.post(url + "/v1/chat/completions", timeout=30, json={
+            "model": "llava-demo", "temperature": 0, "messages": [user("Same question, two schemas")],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}})
+    first, again, other = ask(SCHEMA), ask(SCHEMA), ask({**SCHEMA, "required": []})
+    assert [r.headers.get("X-Gateway-Status") for r in (first, again, other)] == ["SUCCESS", "CACHED", "SUCCESS"]
 
 
 def test_trace_context_and_request_id_reach_the_model(documented):

@@ -4,6 +4,7 @@ with the OpenAI base URL with and without /v1: the multipart analyze API, the
 model list and chat completions all answer 200."""
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 
@@ -29,4 +30,6 @@ def test_java_client_calls_both_apis(demo_stack, tmp_path, suffix):
     assert run.returncode == 0, run.stdout + run.stderr
     lines = dict(line.split(": ", 1) for line in run.stdout.splitlines() if ": " in line)
     assert '"status":"SUCCESS"' in lines["analyze"] and lines["model"] == "llava-demo"
+    preset = json.loads(lines["preset"])
+    assert preset["status"] in ("SUCCESS", "CACHED") and preset["data"]["verdict"] in ("pass", "fail")
     assert '"object":"chat.completion"' in lines["chat"] and '"finish_reason"' in lines["chat"]

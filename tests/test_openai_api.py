@@ -230,8 +230,12 @@ def error_of(response: requests.Response) -> dict:
     ({"messages": [user("x")], "seed": "7"}, "seed", "whole number"),
     ({"messages": [user("x")], "presence_penalty": 0.5}, "presence_penalty", "not supported"),
     ({"messages": [user("x")], "logprobs": True}, "logprobs", "not supported"),
-    ({"messages": [user("x")], "response_format": {"type": "json_object"}}, "response_format.type",
-     "no structured output"),
+    ({"messages": [user("x")], "response_format": {"type": "yaml"}}, "response_format.type",
+     "'text', 'json_object' or 'json_schema'"),
+    ({"messages": [user("x")], "response_format": {"type": "json_schema", "json_schema": {"schema": {"type": 5}}}},
+     "response_format", "not valid JSON Schema"),
+    ({"messages": [user("x")], "response_format": {"type": "json_schema"}}, "response_format",
+     "needs a `json_schema` object"),
     ({"messages": [user("x")], "max_tokens": 4, "min_tokens": 5}, "min_tokens", "must not exceed"),
 ])
 def test_bad_requests_get_400_naming_the_field(fake, body, param, fragment):

@@ -36,15 +36,18 @@ def test_the_served_document_names_both_faces_and_what_is_refused(served):
     served_document = requests.get(url + "/openapi.json", timeout=5).json()
     assert served_document == document() and served_document["openapi"] == "3.1.0"
     paths = set(served_document["paths"])
-    assert {"/api/v1/multimodal/analyze", "/v1/chat/completions", "/v1/models", "/v1/models/{model}",
-            "/chat/completions", "/models", "/models/{model}", "/health/ready"} <= paths
+    assert {"/api/v1/multimodal/analyze", "/api/v1/multimodal/presets", "/v1/chat/completions", "/v1/models",
+            "/v1/models/{model}", "/chat/completions", "/models", "/models/{model}", "/health/ready"} <= paths
     chat = served_document["components"]["schemas"]["ChatCompletionRequest"]["properties"]
     assert "Not supported" in chat["tools"]["description"] and "seed" in chat and "stop" in chat
-    assert served_document["components"]["schemas"]["ResponseFormat"]["properties"]["type"]["const"] == "text"
+    response_format = served_document["components"]["schemas"]["ResponseFormat"]["properties"]
+    assert response_format["type"]["enum"] == ["text", "json_object",
+                                               "json_schema"] and "json_schema" in response_format
     analyze = served_document["paths"]["/api/v1/multimodal/analyze"]["post"]
     assert {p["name"] for p in analyze["parameters"]} == {"max-tokens", "temperature"}
     form = served_document["components"]["schemas"]["AnalyzeForm"]["properties"]
-    assert {"image", "prompt", "max-tokens", "temperature"} <= set(form)
+    assert {"image", "prompt", "max-tokens", "temperature", "preset", "schema"} <= set(form)
+    assert "data" in served_document["components"]["schemas"]["AnalysisResult"]["properties"]
 
 
 def test_schemathesis_holds_the_gateway_to_its_document(served, tmp_path):
@@ -56,4 +59,4 @@ def test_schemathesis_holds_the_gateway_to_its_document(served, tmp_path):
          "--request-timeout", "15"],
         capture_output=True, text=True, timeout=240, cwd=tmp_path)  # its cache goes to tmp_path, not the repo
     assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-2000:]
-    assert "11 selected" in run.stdout or "Tested: 11" in run.stdout, run.stdout[-2000:]
+    assert "12 selected" in run.stdout or "Tested: 12" in run.stdout, run.stdout[-2000:]

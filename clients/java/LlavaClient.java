@@ -25,7 +25,7 @@ import java.util.regex.Pattern;
  *   java -cp out LlavaClient http://localhost:8080/v1 photo.jpg "What's in this picture?"
  * </pre>
  * LLAVA_API_KEY, when set, is sent as {@code Authorization: Bearer}.
- * Calls the native multipart API, lists the models, then asks the same question
+ * Calls the native multipart API (free text, then the qc-inspection preset), lists the models, then asks the same question
  * through the OpenAI-compatible chat completions API with the image as a data URL.
  * The base URL is an OpenAI base URL, with or without /v1 (the gateway serves both):
  * like the OpenAI SDKs, the client appends /models and /chat/completions to it; the
@@ -44,14 +44,29 @@ public final class LlavaClient {
 
     /** POST /api/v1/multimodal/analyze: multipart parts `image` and `prompt`. */
     String analyze(byte[] image, String fileName, String prompt, int maxTokens) throws IOException, InterruptedException {
+        return multipart(image, fileName, "prompt", prompt, "?max-tokens=" + maxTokens);
+    }
+
+    /**
+     * POST /api/v1/multimodal/analyze with {@code preset} (GET /api/v1/multimodal/presets lists them): the answer's
+     * {@code data} is JSON that follows the preset's schema, e.g. for "qc-inspection"
+     * {@code {"verdict": "fail", "defects": [{"kind": "scratch", "location": "top edge"}]}}. A Spring client maps
+     * it to a record with Jackson (README, "Structured answers").
+     */
+    String analyzePreset(byte[] image, String fileName, String preset) throws IOException, InterruptedException {
+        return multipart(image, fileName, "preset", preset, "");
+    }
+
+    private String multipart(byte[] image, String fileName, String field, String value, String query)
+            throws IOException, InterruptedException {
         String boundary = "----llava" + UUID.randomUUID();
         List<byte[]> body = new ArrayList<>();
         body.add(("--" + boundary + "\r\nContent-Disposition: form-data; name=\"image\"; filename=\"" + fileName
                 + "\"\r\nContent-Type: application/octet-stream\r\n\r\n").getBytes(StandardCharsets.UTF_8));
         body.add(image);
-        body.add(("\r\n--" + boundary + "\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\n" + prompt
+        body.add(("\r\n--" + boundary + "\r\nContent-Disposition: form-data; name=\"" + field + "\"\r\n\r\n" + value
                 + "\r\n--" + boundary + "--\r\n").getBytes(StandardCharsets.UTF_8));
-        HttpRequest request = request(root + "/api/v1/multimodal/analyze?max-tokens=" + maxTokens)
+        HttpRequest request = request(root + "/api/v1/multimodal/analyze" + query)
                 .header("Content-Type", "multipart/form-data; boundary=" + boundary)
                 .POST(HttpRequest.BodyPublishers.ofByteArrays(body)).build();
         return send(request);
@@ -110,6 +125,8 @@ public final class LlavaClient {
         String prompt = args.length > 2 ? args[2] : "What's in this picture?";
         try {
             System.out.println("analyze: " + client.analyze(image, imagePath.getFileName().toString(), prompt, 16));
+            System.out.println("preset: " + client.analyzePreset(image, imagePath.getFileName().toString(),
+                    "qc-inspection"));
             String model = client.firstModel();
             System.out.println("model: " + model);
             System.out.println("chat: " + client.chat(model, image, prompt, 16));
