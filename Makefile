@@ -53,9 +53,11 @@ gpu-wheels:
 chaos: install
 	$(PY) -m chaos.run
 
-# deploy/kubernetes/operators/prometheus-rule.yaml from deploy/prometheus/alerts.yml (make test checks it).
+# deploy/kubernetes/operators/prometheus-rule.yaml from deploy/prometheus/alerts.yml, and the proxy's
+# nginx.conf copied where kubectl apply -k can read it (make test checks both).
 k8s-rules: install
 	$(PY) deploy/kubernetes/generate_rules.py
+	cp deploy/nginx/nginx.conf deploy/kubernetes/base/nginx.conf
 
 clean:
 	rm -rf $(VENV) .pytest_cache bench/results/*.tmp

@@ -36,6 +36,7 @@ class Parts:
     upstream: object   # upstream.Upstream
     core: object       # answering.Answering
     presets: dict      # name -> presets.Preset
+    intake: object     # intake.Intake
 
 
 def parts() -> Parts:
@@ -49,6 +50,7 @@ def create_app(settings, clock=time.monotonic, resolver=None) -> Flask:
     from .answering import Answering
     from .cache import build_cache
     from .drain import DRAIN_LIMIT_FACTOR, DrainUnreadBody
+    from .intake import Intake
     from .metrics import Metrics
     from .presets import load as load_presets
     from .upstream import Upstream
@@ -60,7 +62,8 @@ def create_app(settings, clock=time.monotonic, resolver=None) -> Flask:
     upstream = Upstream(settings, metrics, clock, resolver)  # resolver: DNS for MODEL_URL names (tests fake it)
     admission = Admission(settings.max_in_flight, settings.admission_queue, settings.admission_wait_s, metrics, clock)
     core = Answering(settings, build_cache(settings, metrics, clock), upstream, admission, metrics)
-    app.extensions["gateway"] = Parts(settings, metrics, upstream, core, load_presets(settings.presets_file))
+    app.extensions["gateway"] = Parts(settings, metrics, upstream, core, load_presets(settings.presets_file),
+                                      Intake(settings.decode_concurrency, metrics))
     boundary.install(app, faces=[openai_api.FACE, native_api.FACE])
     app.register_blueprint(native_api.bp)
     openai_api.register(app)

@@ -1,23 +1,32 @@
 """What every request goes through, whichever face answers it: a request id (given
-or made), the caller's W3C trace context, the API key, the in-flight count, and on
-the way out the metrics and one log line. Also the error boundary: every refusal,
-HTTP error (no such route, body too large) and unexpected exception leaves in the
-shape of the face that owns the path (`Face`), never with exception text.
+or made), the caller's W3C trace context, the API key (and with it the tenant that
+scopes the cache), the in-flight count, and on the way out the metrics and one log
+line. Also the error boundary: every refusal, HTTP error (no such route, body too
+large) and unexpected exception leaves in the shape of the face that owns the path
+(`Face`), never with exception text, and with client text (a path) escaped and cut.
+
+Spare threads: an API request that would leave fewer than SPARE_THREADS of the
+worker's threads free is refused with 429 at once, whatever it would have waited for
+(a model call slot, an identical call in flight, an image decode), so health probes
+and scrapes are always answered.
 """
 from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Callable
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from . import auth, parts
-from .statuses import INTERNAL_ERROR, UNAUTHORIZED, VALIDATION_ERROR, Refusal
+from .logs import printable
+from .settings import SPARE_THREADS
+from .statuses import INTERNAL_ERROR, OVERLOADED, UNAUTHORIZED, VALIDATION_ERROR, Refusal
 from .upstream import Trace
 
 log = logging.getLogger(__name__)
@@ -27,6 +36,9 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 # W3C Trace Context: version-traceid-parentid-flags; all-zero ids and version ff are invalid.
 _TRACEPARENT = re.compile(r"^(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
 _TRACESTATE = re.compile(r"^[\x20-\x7e]{1,512}$")
+# Client text (a path) quoted in an answer or a log line is cut to this many characters.
+QUOTED_CHARS = 200
+BUSY = "busy"  # label value of llava_admission_rejected_total: no spare thread left
 
 
 @dataclass(frozen=True)
@@ -39,9 +51,32 @@ class Face:
     label: Callable[[str], str] = str           # a route as the `endpoint` label of the metrics
 
 
+class Busy:
+    """API requests in progress in this worker, at most `limit` (threads less the spares)."""
+
+    def __init__(self, limit: int, metrics):
+        self.limit, self._metrics = limit, metrics
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def enter(self) -> None:
+        with self._lock:
+            if self.count >= self.limit:
+                self._metrics.overloaded.labels(BUSY).inc()
+                raise Refusal(OVERLOADED, 429, f"the service is busy: {self.count} requests are in progress here; "
+                              "retry in 1 s", retry_after=1, code="rate_limit_exceeded")
+            self.count += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self.count -= 1
+
+
 def install(app: Flask, faces: list[Face]) -> None:
     """`faces` in order of precedence; the last one owns every other path."""
     app.extensions["gateway_faces"] = faces
+    settings = app.extensions["gateway"].settings
+    app.extensions["gateway_busy"] = Busy(max(1, settings.threads - SPARE_THREADS), app.extensions["gateway"].metrics)
     app.before_request(start)
     app.after_request(finish)
     app.teardown_request(done)
@@ -64,7 +99,11 @@ def start():
     g.counted = not request.path.startswith(OPEN_PATHS)
     if g.counted:
         parts().metrics.in_flight.inc()
-        auth.check(request.headers, parts().settings.api_keys)
+        settings = parts().settings
+        tenant = auth.check(request.headers, settings.api_keys)
+        g.tenant = auth.ANONYMOUS if settings.cache_shared else tenant
+        current_app.extensions["gateway_busy"].enter()
+        g.busy = True
 
 
 def finish(response: Response) -> Response:
@@ -77,7 +116,7 @@ def finish(response: Response) -> Response:
         metrics.requests.labels(endpoint, status).inc()
         metrics.response_time.labels(endpoint).observe(elapsed)
         trace = g.get("trace")
-        log.info("%s %s -> %d %s in %.0f ms%s", request.method, request.path, response.status_code, status,
+        log.info("%s %s -> %d %s in %.0f ms%s", request.method, quoted(request.path), response.status_code, status,
                  elapsed * 1000, f" traceparent={trace.traceparent}" if trace and trace.traceparent else "")
     return response
 
@@ -85,13 +124,19 @@ def finish(response: Response) -> Response:
 def done(_exc):
     if g.get("counted"):
         parts().metrics.in_flight.dec()
+    if g.pop("busy", False):
+        current_app.extensions["gateway_busy"].leave()
+        parts().intake.settle()  # the request's large objects are gone: memory back to the system
+
+
+def quoted(text: str) -> str:
+    """Client text for a message or a log line: control characters escaped, cut short."""
+    return printable(text, QUOTED_CHARS)
 
 
 # --------------------------------------------------------------------- errors
 
 def face() -> Face:
-    from flask import current_app
-
     faces = current_app.extensions["gateway_faces"]
     return next((f for f in faces if f.owns(request.path)), faces[-1])
 
@@ -118,8 +163,10 @@ def too_large(_error):
 
 
 def http_error(error: HTTPException):
-    message = {404: f"no such endpoint: {request.method} {request.path}",
-               405: f"{request.method} is not allowed on {request.path}"}.get(
+    path = quoted(request.path)
+    method = quoted(request.method)
+    message = {404: f"no such endpoint: {method} {path}",
+               405: f"{method} is not allowed on {path}"}.get(
         error.code, f"the request could not be read ({error.name})")
     response = answer(Refusal(VALIDATION_ERROR, error.code or 400, message))
     for name, value in error.get_headers():  # e.g. Allow on a 405 (RFC 9110)

@@ -1,10 +1,11 @@
 """Answer cache and single-flight.
 
-The key is a hash of the original image bytes + prompt + parameters + model, so a
-hit needs no decoding and no model call. By default the store is on disk, shared
-by every worker of the host (local_cache.py); CACHE_URL=redis:// shares one cache
-between all workers and gateway replicas. A cache that fails (Redis down or
-frozen, the disk full) costs a miss, never a failed request.
+The key is a hash of the original image bytes + prompt + parameters + model + the
+caller's tenant (a hash of its API key, auth.py), so a hit needs no decoding and no
+model call, and one key never reads an answer made for another. By default the store
+is on disk, shared by every worker of the host (local_cache.py); CACHE_URL=redis://
+shares one cache between all workers and gateway replicas. A cache that fails
+(Redis down or frozen, the disk full) costs a miss, never a failed request.
 """
 from __future__ import annotations
 
@@ -29,20 +30,21 @@ REDIS_TIMEOUT_S = 0.5
 
 
 def cache_key(image: bytes, prompt: str, max_tokens: int, temperature: float, model: str,
-              structured: str = "") -> str:
+              structured: str = "", tenant: str = "") -> str:
+    """`structured`: the schema's hash (llava_common/schemas.py); `tenant`: auth.check's
+    hash of the caller's key ("" = shared by every caller)."""
     digest = hashlib.sha256()
     digest.update(hashlib.sha256(image).digest())
-    material = [prompt, max_tokens, repr(float(temperature)), model] + ([structured] if structured else [])
-    digest.update(json.dumps(material).encode())  # `structured`: the schema's hash (llava_common/schemas.py)
+    digest.update(json.dumps([prompt, max_tokens, repr(float(temperature)), model, structured, tenant]).encode())
     return digest.hexdigest()
 
 
-def chat_cache_key(messages: list, params: dict, model: str) -> str:
+def chat_cache_key(messages: list, params: dict, model: str, tenant: str = "") -> str:
     """A chat request's key: its messages with each image given as the SHA-256 of its
     original bytes (see chat.py), every parameter that changes the answer (seed and
-    stop included) and the model. Prefixed so it never meets an analyze key."""
+    stop included), the model and the tenant. Prefixed so it never meets an analyze key."""
     material = json.dumps(["chat", messages, {k: repr(v) if isinstance(v, float) else v for k, v in params.items()},
-                           model], sort_keys=True)
+                           model, tenant], sort_keys=True)
     return "chat:" + hashlib.sha256(material.encode()).hexdigest()
 
 

@@ -6,15 +6,22 @@ worker failing. The metrics directory is chosen before any worker starts (and
 before anything imports prometheus-client: see multiproc.py), emptied at start,
 and removed at exit when it was made here; a worker that exits is marked dead so
 its live gauges drop out.
+
+Memory: malloc's arenas are capped here, in the master, so every worker it forks
+inherits the cap (memory.py), and a worker is replaced after GATEWAY_MAX_REQUESTS
+requests (plus jitter, so they do not all restart at once). gunicorn binds where
+GATEWAY_HOST says; beyond loopback it belongs behind the buffering proxy
+(deploy/nginx/nginx.conf): its threads read requests as slowly as clients send them.
 """
 import os
 
-from gateway import local_cache, multiproc
+from gateway import local_cache, memory, multiproc
 from gateway.settings import GatewaySettings
 from llava_common.settings import load_or_exit
 
 _settings = load_or_exit(GatewaySettings, "gateway")
 _made_metrics_dir = multiproc.choose()
+memory.limit_arenas()
 # One answer cache for all workers: its directory, like the metrics', is chosen before they fork.
 _made_cache_dir = local_cache.choose_dir()
 
@@ -28,6 +35,8 @@ timeout = 30
 # Requests waiting for a model call slot are in flight too: they get their answer.
 graceful_timeout = _settings.graceful_timeout_s
 keepalive = 5
+max_requests = _settings.max_requests
+max_requests_jitter = _settings.max_requests // 10
 accesslog = None
 errorlog = "-"
 loglevel = _settings.log_level

@@ -43,19 +43,23 @@ PROBLEM_JSON = "application/problem+json"
 @bp.post(ANALYZE)
 def analyze():
     settings = parts().settings
-    image = _upload(settings.max_upload_bytes)
-    fields = {name: request.form[name] for name in ("prompt", "preset", "schema") if name in request.form}
-    if "schema" in request.files:
-        fields["schema"] = request.files["schema"].stream.read(schemas.MAX_SCHEMA_BYTES + 1).decode("utf-8", "replace")
-    if "prompt" not in fields and "preset" not in fields:
-        raise invalid("the `prompt` part is missing (multipart/form-data text field `prompt`)", param="prompt")
-    params = _params(request.args, request.form)
-    form = validated(AnalyzeForm, {**params, **fields, "image": image})
-    prompt, output, max_tokens = _task(form, "max-tokens" in params)
-    key = cache_key(form.image, prompt, max_tokens, form.temperature, settings.upstream_model,
-                    output.key if output else "")
-    answer = parts().core.answer(key, functools.partial(_payload, form, prompt, max_tokens, output, settings),
-                                 g.trace)
+    # The upload is read, judged and decoded in an intake slot, given back once the model call is built.
+    with parts().intake.slot(now=True) as held:
+        image = _upload(settings.max_upload_bytes)
+        fields = {name: request.form[name] for name in ("prompt", "preset", "schema") if name in request.form}
+        if "schema" in request.files:
+            fields["schema"] = request.files["schema"].stream.read(schemas.MAX_SCHEMA_BYTES + 1).decode(
+                "utf-8", "replace")
+        if "prompt" not in fields and "preset" not in fields:
+            raise invalid("the `prompt` part is missing (multipart/form-data text field `prompt`)", param="prompt")
+        params = _params(request.args, request.form)
+        form = validated(AnalyzeForm, {**params, **fields, "image": image})
+        del image  # the form holds it until it is normalised
+        prompt, output, max_tokens = _task(form, "max-tokens" in params)
+        key = cache_key(form.image, prompt, max_tokens, form.temperature, settings.upstream_model,
+                        output.key if output else "", g.tenant)
+        answer = parts().core.answer(
+            key, held.releasing(functools.partial(_payload, form, prompt, max_tokens, output, settings)), g.trace)
     data = _parsed(answer.result) if output is not None and answer.usage is not None else None
     return result(answer.status, 200, answer.result, model=answer.model, usage=answer.usage, data=data)
 
@@ -121,8 +125,11 @@ def _upload(max_bytes: int) -> bytes:
 def _payload(form: AnalyzeForm, prompt: str, max_tokens: int, output, settings) -> dict:
     """The upstream request, built on a cache miss only: the image is judged and
     normalised here (a hit needs none of it: only answers to images that passed
-    are cached, keyed by the uploaded bytes)."""
-    image = normalise(form.image, settings.max_upload_bytes, settings.max_image_pixels, settings.max_image_side)
+    are cached, keyed by the uploaded bytes). The upload is dropped once normalised:
+    a request waiting for the model holds only the small JPEG."""
+    upload, form.image = form.image, b""
+    image = normalise(upload, settings.max_upload_bytes, settings.max_image_pixels, settings.max_image_side)
+    del upload
     payload = {
         "messages": [{"role": "user", "content": [
             {"type": "image_url",

@@ -18,11 +18,14 @@ from flask import Blueprint, Flask, Response, g, jsonify, request
 
 from . import parts
 from .answering import Answer
+from .bodies import read_json
 from .boundary import Face
-from .chat import plan
+from .chat import QUOTED_MODEL_CHARS, plan
+from .intake import LARGE_BODY_BYTES
+from .logs import printable
 from .openai_schema import TAGS, ChatCompletion, ChatCompletionRequest, ErrorResponse, Model, ModelList
 from .sse import Relay, finish_reason, replay, usage
-from .statuses import SUCCESS, VALIDATION_ERROR, Refusal, invalid
+from .statuses import SUCCESS, VALIDATION_ERROR, Refusal
 from .validation import validated
 
 bp = Blueprint("openai", __name__)
@@ -85,7 +88,8 @@ def models():
 def model(model: str):
     if model in _names() or "*" in parts().settings.model_aliases:
         return _model(model)
-    raise Refusal(VALIDATION_ERROR, 404, f"the model `{model}` does not exist here; this service serves "
+    raise Refusal(VALIDATION_ERROR, 404, f"the model `{printable(model, QUOTED_MODEL_CHARS)}` does not exist here; "
+                  "this service serves "
                   f"{', '.join(f'`{m}`' for m in _names()) or 'no model right now'}", code="model_not_found",
                   param="model")
 
@@ -94,19 +98,22 @@ def model(model: str):
 def chat_completions():
     settings = parts().settings
     request.max_content_length = body_limit(settings)
-    body = request.get_json(force=True, silent=True)
-    if body is None:
-        raise invalid("the body must be JSON (Content-Type: application/json)")
-    if not isinstance(body, dict):
-        raise invalid("the body must be a JSON object (Content-Type: application/json)")
-    call = plan(validated(ChatCompletionRequest, body, TAGS), settings, served_models())
+    large = request.content_length is None or request.content_length > LARGE_BODY_BYTES
+    # A large body is read in an intake slot; a small one takes a slot before its first image.
+    with parts().intake.slot(now=large) as held:
+        call = plan(validated(ChatCompletionRequest, read_json(request, settings), TAGS), settings, served_models(),
+                    g.tenant, held)
+        return _answer(call, held.releasing(call.payload))
+
+
+def _answer(call, payload) -> Response:
     completion_id, created = "chatcmpl-" + g.request_id, int(time.time())
     core = parts().core
     if not call.stream:
-        answer = core.answer(call.key, call.payload, g.trace, fallback=False, reuse=call.reuse)
+        answer = core.answer(call.key, payload, g.trace, fallback=False, reuse=call.reuse)
         g.answer_status = answer.status
         return _with_status(jsonify(_completion(answer, completion_id, created)), answer.status)
-    opened = core.open_stream(call.key, call.payload, g.trace, reuse=call.reuse)
+    opened = core.open_stream(call.key, payload, g.trace, reuse=call.reuse)
     g.answer_status = opened.status if isinstance(opened, Answer) else SUCCESS
     if isinstance(opened, Answer):
         events = replay(opened, completion_id, created, call.include_usage)

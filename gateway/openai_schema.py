@@ -35,6 +35,8 @@ from llava_common import params, schemas
 TAGS = frozenset({"text", "image_url", "user", "system", "developer", "assistant"})
 UNSUPPORTED_PARAMETER, UNSUPPORTED_VALUE = "unsupported_parameter", "unsupported_value"
 REFUSED_TEXT = "Not supported: any value but the empty/default one is refused with 400 unsupported_parameter"
+# Longest `model` name accepted (a 5 MB one used to be logged and echoed whole).
+MODEL_NAME_CHARS = 256
 # Values of a refused field that ask for nothing (clients often send empty defaults).
 _EMPTY = (None, False, 0, "", "none", "auto", [], {}, ["text"])
 
@@ -162,7 +164,8 @@ Nothing = Annotated[None, Field(description=REFUSED_TEXT)]
 
 
 class ChatCompletionRequest(_Open):
-    model: str | None = Field(None, description="A name from GET /v1/models or OPENAI_MODEL_ALIASES")
+    model: str | None = Field(None, max_length=MODEL_NAME_CHARS,
+                              description="A name from GET /v1/models or OPENAI_MODEL_ALIASES")
     messages: list[Message] = Field(min_length=1, description="The last one from the user")
     max_tokens: MaxTokens | None = Field(None, description=f"Default {params.MAX_TOKENS_DEFAULT}")
     max_completion_tokens: MaxTokens | None = Field(None, description="Same as max_tokens; wins when both are sent")

@@ -3,7 +3,10 @@ shape (`{"status": "UP"}` / `{"status": "DOWN", ...}`, so Spring Boot Admin and 
 usual probes read it) and Prometheus metrics.
 
 - /health: 200 while the gateway runs (the seed's health: the gateway answers,
-  with FALLBACK if need be); the model replicas are a component, UP or DOWN.
+  with FALLBACK if need be); the model replicas are a component, UP or DOWN, with
+  each replica's readiness and breaker but not its URL: anyone may read /health,
+  and the internal addresses are no business of theirs (the logs and the
+  llava_breaker_state metric name them).
 - /health/live: 200 while the gateway answers (a liveness probe).
 - /health/ready: 200 when a model replica is ready, else 503 (a readiness probe).
 """
@@ -22,8 +25,8 @@ UP, DOWN = "UP", "DOWN"
 
 class Component(BaseModel):
     status: Literal["UP", "DOWN"]
-    details: dict | None = Field(None, description="model: per replica URL, `ready` and `breaker` "
-                                                   "(closed, open, half-open); or the `reason` it is DOWN")
+    details: dict | None = Field(None, description="model: `replicas`, one `{ready, breaker}` per replica (breaker: "
+                                                   "closed, open, half-open); or the `reason` it is DOWN")
 
 
 class Health(BaseModel):
@@ -39,9 +42,9 @@ def _health(status: str, **components: Component) -> dict:
 @bp.get("/health")
 def health():
     upstream = parts().upstream
-    replicas = {r.url: {"ready": not r.breaker.refuses() and upstream.is_ready(r), "breaker": r.breaker.state}
-                for r in upstream.replicas}
-    model = Component(status=UP if any(r["ready"] for r in replicas.values()) else DOWN,
+    replicas = [{"ready": not r.breaker.refuses() and upstream.is_ready(r), "breaker": r.breaker.state}
+                for r in upstream.replicas]
+    model = Component(status=UP if any(r["ready"] for r in replicas) else DOWN,
                       details={"replicas": replicas})
     return _health(UP, model=model)
 

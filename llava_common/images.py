@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import math
 import re
 import struct
 import warnings
@@ -46,6 +47,10 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?:;[^,;]*)*?;base64,(?P<data>.*)$", re.S | re.I)
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+_SCALABLE_MODES = ("RGB", "RGBA", "L", "LA")  # resized as they are, alpha premultiplied
+_ORIENTATION_TAG = 0x0112
+_ORIENTATIONS = range(2, 9)  # EXIF orientations that transpose the image
+_TURNED = (5, 6, 7, 8)      # those that swap width and height
 
 
 class ImageRejected(ValueError):
@@ -70,9 +75,63 @@ def sniff(data: bytes) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Header:
+    """What an image's header says, before any pixel is decoded."""
+    kind: str             # one of ACCEPTED
+    width: int            # as shown: EXIF orientation applied when the header carries it
+    height: int
+
+
+def probe(data: bytes, max_bytes: int, max_pixels: int, fit_side: int | None = None) -> Header:
+    """Judge an image by its header alone (format, size, pixel limit) exactly as
+    `decode()` with the same arguments would: cheap, so a request's images can all
+    be judged, and their token cost counted, before any of them is decoded."""
+    kind, image, size = _open(data, max_bytes, max_pixels, fit_side)
+    return Header(kind, *_oriented(size, _orientation(image)))
+
+
+def fit(width: int, height: int, side: int) -> tuple[int, int]:
+    """The size an image is scaled to so that its long side fits `side`: Pillow's
+    thumbnail rounding (the aspect ratio kept as closely as whole pixels allow)."""
+    if width <= side and height <= side:
+        return width, height
+    aspect = width / height
+    if aspect >= 1:
+        return side, _round_aspect(side / aspect, lambda n: 0 if n == 0 else abs(aspect - side / n))
+    return _round_aspect(side * aspect, lambda n: abs(aspect - n / side)), side
+
+
 def decode(data: bytes, max_bytes: int, max_pixels: int, fit_side: int | None = None) -> Decoded:
-    """Judge and decode one image. `fit_side` lets a JPEG decode at 1/2, 1/4 or 1/8
-    scale when that still covers the side it will be scaled to (much faster)."""
+    """Judge and decode one image. With `fit_side` the image leaves scaled to
+    `fit(width, height, fit_side)` of its header size: a JPEG decodes at 1/2, 1/4 or
+    1/8 scale when that still covers it (much faster, and `max_pixels` counts the
+    pixels it decodes), and scaling comes before the conversion to RGB, so a large
+    RGBA image is flattened small."""
+    kind, image, (width, height) = _open(data, max_bytes, max_pixels, fit_side)
+    too_many = f"the image has far more pixels than allowed; the limit is {max_pixels:,}"
+    try:
+        image.load()  # first frame only (GIF, animated WebP)
+        orientation = _orientation(image, loaded=True)  # a PNG's late eXIf chunk too
+        full = _oriented((width, height), orientation)
+        if orientation in _ORIENTATIONS:  # (exif_transpose copies even an upright image: 64 MB for a large RGBA one)
+            image = ImageOps.exif_transpose(image)
+        if fit_side and max(full) > fit_side:
+            return Decoded(_scaled(image, fit(*full, fit_side)), kind)
+        return Decoded(to_rgb(image), kind)
+    except Image.DecompressionBombError:
+        raise ImageRejected(TOO_LARGE, too_many) from None
+    except _DECODE_ERRORS:
+        raise ImageRejected(INVALID_IMAGE, f"the {kind} image is truncated or corrupt; it cannot be decoded") \
+            from None
+
+
+def _open(data: bytes, max_bytes: int, max_pixels: int,
+          fit_side: int | None) -> tuple[str, Image.Image, tuple[int, int]]:
+    """(format, the image with only its header read, its size in the file), or
+    ImageRejected. A JPEG to be fitted is set to decode at the smallest 1/2, 1/4 or
+    1/8 scale that still covers the fit (Pillow's draft mode): the pixel limit
+    counts what will be decoded."""
     if not data:
         raise ImageRejected(INVALID_IMAGE, "the image is empty")
     if len(data) > max_bytes:
@@ -94,20 +153,41 @@ def decode(data: bytes, max_bytes: int, max_pixels: int, fit_side: int | None = 
     width, height = image.size
     if width < 1 or height < 1:
         raise ImageRejected(INVALID_IMAGE, f"the image has no pixels ({width}x{height})")
-    if width * height > max_pixels:
-        raise ImageRejected(TOO_LARGE, f"the image is {width}x{height} = {width * height:,} pixels; "
-                                       f"the limit is {max_pixels:,}")
+    if kind == "JPEG" and fit_side:
+        image.draft("RGB", fit(width, height, fit_side))  # sets the decoded size; decodes nothing
+    decoded_w, decoded_h = image.size
+    if decoded_w * decoded_h > max_pixels:
+        scaled = "" if image.size == (width, height) else f" (decoded at {decoded_w}x{decoded_h})"
+        raise ImageRejected(TOO_LARGE, f"the image is {width}x{height}{scaled} = {decoded_w * decoded_h:,} "
+                                       f"pixels; the limit is {max_pixels:,}")
+    return kind, image, (width, height)
+
+
+def _orientation(image: Image.Image, loaded: bool = False) -> int:
+    """The EXIF (or XMP) orientation the image carries, as exif_transpose reads it;
+    before a PNG is loaded only what its header had (its getexif() would decode it)."""
     try:
-        if kind == "JPEG" and fit_side:
-            scale = min(1.0, fit_side / max(width, height))
-            image.draft("RGB", (max(1, int(width * scale)), max(1, int(height * scale))))
-        image.load()  # first frame only (GIF, animated WebP)
-        return Decoded(to_rgb(ImageOps.exif_transpose(image)), kind)
-    except Image.DecompressionBombError:
-        raise ImageRejected(TOO_LARGE, too_many) from None
+        if image.format == "PNG" and not loaded and "exif" not in image.info:
+            return 1
+        return image.getexif().get(_ORIENTATION_TAG, 1)
     except _DECODE_ERRORS:
-        raise ImageRejected(INVALID_IMAGE, f"the {kind} image is truncated or corrupt; it cannot be decoded") \
-            from None
+        return 1
+
+
+def _oriented(size: tuple[int, int], orientation: int) -> tuple[int, int]:
+    return (size[1], size[0]) if orientation in _TURNED else size
+
+
+def _round_aspect(number: float, key) -> int:
+    return max(min(math.floor(number), math.ceil(number), key=key), 1)
+
+
+def _scaled(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """`image` scaled to `size` and converted to RGB; modes that scale as they are
+    (alpha premultiplied) are scaled first, so the conversion works on few pixels."""
+    if image.mode not in _SCALABLE_MODES:
+        image = to_rgb(image)
+    return to_rgb(image.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0))
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

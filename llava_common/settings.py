@@ -4,15 +4,20 @@ Each process role declares one frozen dataclass whose fields are made with
 `setting(ENV_NAME, default, parser, help)`. `load(cls, environ)` parses every
 field, collects *all* problems and raises one `SettingsError` that names each bad
 variable, so a misconfigured deployment is fixed in one round trip.
+
+`ENV_NAME_FILE=/path` reads a setting from a file instead (Docker and Kubernetes
+secrets are files: a password in a file does not show in `docker inspect`).
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
 T = TypeVar("T")
 Parser = Callable[[str], Any]
+FILE_SUFFIX = "_FILE"  # API_KEYS_FILE=/run/secrets/api-keys: the value is the file's content
 
 
 class SettingsError(ValueError):
@@ -29,6 +34,12 @@ def load(cls: type[T], environ: Mapping[str, str]) -> T:
     for f in dataclasses.fields(cls):
         env = f.metadata["env"]
         raw = environ.get(env)
+        if (raw is None or raw.strip() == "") and environ.get(env + FILE_SUFFIX):
+            try:
+                raw = Path(environ[env + FILE_SUFFIX]).read_text()
+            except OSError as exc:
+                problems.append(f"{env}{FILE_SUFFIX}={environ[env + FILE_SUFFIX]!r}: cannot be read ({exc.strerror})")
+                continue
         if raw is None or raw.strip() == "":
             continue  # the default applies
         try:

@@ -30,8 +30,8 @@ def test_compose_file_is_valid_for_docker_compose():
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load(result.stdout)
     services = config["services"]
-    assert set(services) == {"gateway", "model", "redis", "prometheus"}
-    assert "ports" not in services["model"]  # the model is internal only
+    assert set(services) == {"proxy", "gateway", "model", "redis", "prometheus"}
+    assert "ports" not in services["model"] and "ports" not in services["gateway"]  # internal only
     assert services["gateway"]["depends_on"]["model"]["condition"] == "service_healthy"
     assert services["model"]["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
     assert services["gateway"]["environment"]["MODEL_URL"] == "http://model:8081"

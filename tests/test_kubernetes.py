@@ -48,6 +48,7 @@ LIBRARY_ENV = {
     "HF_HUB_OFFLINE": "huggingface_hub: forbid downloads (the demo model needs none)",
     "HOME": "torch.compile, Triton and other caches under ~ (the root filesystem is read-only)",
 }
+SECRET_PLACEHOLDER = "value-from-a-secret"
 # What each of our images runs, and the settings that process reads.
 ROLES = {"llava_server.py": (ModelSettings,), "supervisor.py": (SupervisorSettings, ModelSettings),
          "gateway": (GatewaySettings,)}
@@ -97,7 +98,10 @@ def containers(docs: list[dict]):
 
 
 def container(docs: list[dict], workload: str) -> dict:
+    """The workload's container, or the one running our image beside others (the gateway's proxy)."""
     matches = [c for w, c in containers(docs) if w["metadata"]["name"] == workload]
+    if len(matches) > 1:
+        matches = [c for c in matches if is_ours(c)]
     assert len(matches) == 1
     return matches[0]
 
@@ -124,8 +128,9 @@ def role(c: dict) -> str:
 
 
 def settings_of(c: dict):
-    """The role's first settings class, loaded from the container's literal env."""
-    env = {k: v for k, v in env_of(c).items() if v is not None}
+    """The role's first settings class, loaded from the container's env (a value from a
+    Secret stands in as a placeholder: the Secret is there when the pod starts)."""
+    env = {k: SECRET_PLACEHOLDER if v is None else v for k, v in env_of(c).items()}
     return load(ROLES[role(c)][0], env)
 
 
@@ -261,8 +266,8 @@ def test_ports_and_probe_paths_are_the_ones_the_code_serves(overlay):
                 assert probe["httpGet"]["port"] in ports, f"{c['name']} {name} uses an unnamed port"
                 if is_ours(c):
                     assert probe["httpGet"]["path"] in routes[role(c)], f"{c['name']} {name}: no such route"
-        if is_ours(c):
-            assert ports["http"] == settings_of(c).port
+        if is_ours(c):  # the gateway's gunicorn listens for its proxy only, on the port named `gunicorn`
+            assert ports["gunicorn" if role(c) == "gateway" else "http"] == settings_of(c).port
     model = container(docs, "llava-model")
     paths = {name: probe["httpGet"]["path"] for name, probe in probes(model).items()}
     if overlay != "vllm":
@@ -338,6 +343,8 @@ def test_images_are_the_ones_compose_builds_from_the_dockerfiles(overlay):
         elif repo == image_repo(compose["redis"]["image"]):
             assert c["image"] == compose["redis"]["image"]
             assert c["args"] == compose["redis"]["command"]
+        elif repo == image_repo(compose["proxy"]["image"]):
+            assert c["image"] == compose["proxy"]["image"] and c["command"] == compose["proxy"]["command"]
         else:
             assert overlay == "vllm" and repo == "vllm/vllm-openai", f"unexpected image {c['image']}"
             assert re.fullmatch(r"v\d+\.\d+\.\d+", c["image"].rsplit(":", 1)[1]), "vLLM's image is pinned"
@@ -353,8 +360,7 @@ def test_grace_periods_outlast_the_drain(overlay, monkeypatch, tmp_path):
     docs = render(overlay)
     gateway = container(docs, "llava-gateway")
     for name, value in env_of(gateway).items():
-        if value is not None:
-            monkeypatch.setenv(name, value)
+        monkeypatch.setenv(name, SECRET_PLACEHOLDER if value is None else value)
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # gunicorn_conf would make one
     graceful = runpy.run_path(str(ROOT / "gateway" / "gunicorn_conf.py"))["graceful_timeout"]
     pod = one(docs, "Deployment", "llava-gateway")["spec"]["template"]["spec"]
@@ -365,7 +371,7 @@ def test_grace_periods_outlast_the_drain(overlay, monkeypatch, tmp_path):
     pod = one(docs, "StatefulSet", "llava-model")["spec"]["template"]["spec"]
     assert pod["terminationGracePeriodSeconds"] > pre_stop_seconds(model) + drain
     if is_ours(model):
-        assert drain >= GatewaySettings.from_env(dict(env_of(gateway))).read_timeout_s, \
+        assert drain >= settings_of(gateway).read_timeout_s, \
             "a draining model finishes every call a gateway still waits for"
 
 

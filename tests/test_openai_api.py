@@ -380,8 +380,9 @@ def test_allow_listed_hosts_are_fetched_within_limits(fake):
     server = ImageServer(jpeg(80, 60))
     host = server.url.split("//")[1]
     try:
-        with gateway(fake.url, REMOTE_IMAGE_HOSTS=f"images.example.com,{host}", MAX_UPLOAD_BYTES=4096,
-                     REMOTE_IMAGE_TIMEOUT_SECONDS=1) as (url, _):
+        # host:port entries only; the server is on loopback, which only REMOTE_IMAGE_ALLOW_PRIVATE opens
+        with gateway(fake.url, REMOTE_IMAGE_HOSTS=f"images.example.com:443,{host}", MAX_UPLOAD_BYTES=4096,
+                     REMOTE_IMAGE_TIMEOUT_SECONDS=1, REMOTE_IMAGE_ALLOW_PRIVATE="true") as (url, _):
             fetched = post(url, {"messages": [user("x", server.url + "/img")]})
             other_port = post(url, {"messages": [user("x", "http://127.0.0.1:9/img")]})
             redirect = post(url, {"messages": [user("x", server.url + "/redirect")]})
@@ -394,7 +395,10 @@ def test_allow_listed_hosts_are_fetched_within_limits(fake):
         server.close()
     assert fetched.status_code == 200 and sent_image(fake.payloads[-1]).size == (80, 60)
     assert other_port.status_code == 400 and error_of(other_port)["code"] == "remote_image_refused"
-    assert redirect.status_code == 400 and "redirect" in error_of(redirect)["message"]
-    assert slow.status_code == 400 and "within 1 s" in error_of(slow)["message"] and slow_s < 3
-    assert too_big.status_code == 400 and error_of(too_big)["code"] == "image_too_large"
+    # after the allow-list, one answer whatever went wrong (it does not tell what answered)
+    generic = {error_of(r)["message"] for r in (redirect, slow, too_big)}
+    assert len(generic) == 1 and "could not be fetched" in generic.pop()
+    assert {r.status_code for r in (redirect, slow, too_big)} == {400}
+    assert {error_of(r)["code"] for r in (redirect, slow, too_big)} == {"remote_image_refused"}
+    assert slow_s < 1.5
     assert fake.calls == 1
