@@ -34,11 +34,12 @@ CONNECTION, TIMEOUT, SERVER_ERROR, BAD_RESPONSE, BREAKER_OPEN, NOT_READY = (
     "connection", "timeout", "server_error", "bad_response", "breaker_open", "not_ready")
 # Health probes are bounded separately: a hung /health must not hold a request long.
 HEALTH_TIMEOUT_S = 1.0
-# A replica that answered "not ready" (loading, warming up, draining) is asked again
-# after this, not after UPSTREAM_HEALTH_INTERVAL_SECONDS: its answer took milliseconds,
-# and a worker that trusted an old "loading" answered FALLBACK after the model was
-# ready (`make demo`, 4 workers: the first request after its banner). One that did not
-# answer at all (down, hung) keeps the longer interval: asking it costs a timeout.
+# A replica found not ready quickly (it answered "loading", or refused the connection
+# while it starts) is asked again after this, not after UPSTREAM_HEALTH_INTERVAL_SECONDS:
+# asking costs milliseconds, and a worker that trusted an old "not ready" answered
+# FALLBACK after the model was ready (`make demo`, 4 workers: the first requests after
+# its banner). One that timed out (hung, unreachable) keeps the longer interval:
+# asking it again costs the timeout.
 NOT_READY_RECHECK_S = 0.25
 # How long the upstream's model list (GET /v1/models) is trusted.
 MODELS_TTL_S = 60.0
@@ -137,16 +138,20 @@ class Upstream:
         try:
             response = self.session.get(replica.url + "/health",
                                         timeout=(self.settings.connect_timeout_s, HEALTH_TIMEOUT_S))
-            ready, answered = response.status_code == 200, True
-        except requests.RequestException:
-            ready, answered = False, False
+            ready, quick = response.status_code == 200, True
+        except requests.Timeout:
+            ready, quick = False, False
+        except requests.RequestException:  # refused: nothing listens there (yet)
+            ready, quick = False, True
         if ready != replica.ready:
             log.info("upstream %s is %s", replica.url, "ready" if ready else "not ready")
-        self._mark(replica, ready, answered)
+        self._mark(replica, ready, quick)
 
-    def _mark(self, replica: Replica, ready: bool, answered: bool = False) -> None:
+    def _mark(self, replica: Replica, ready: bool, quick: bool = False) -> None:
+        """`quick`: the verdict came fast (an answer, a refused connection), so asking
+        again is cheap."""
         replica.ready, replica.checked_at = ready, self.clock()
-        replica.trusted_s = (min(NOT_READY_RECHECK_S, self.settings.health_interval_s) if answered and not ready
+        replica.trusted_s = (min(NOT_READY_RECHECK_S, self.settings.health_interval_s) if quick and not ready
                              else self.settings.health_interval_s)
 
     def any_ready(self) -> bool:
@@ -259,7 +264,7 @@ class Upstream:
                                f"{replica.url} did not {'accept the connection' if connect else 'answer'} in time") \
                 from None
         except requests.ConnectionError as exc:
-            self._mark(replica, False)
+            self._mark(replica, False, quick=_never_connected(exc))
             if _never_connected(exc):
                 raise UpstreamDown(CONNECTION, f"cannot connect to {replica.url}") from None
             # Connected, then dropped (the model died mid-call): the request may have
@@ -291,7 +296,7 @@ class Upstream:
         if response.status_code in (400, 413, 415, 422, 429):
             raise UpstreamRefused(response.status_code, code, message, retry_after)
         if response.status_code == 503:
-            self._mark(replica, False, answered=True)
+            self._mark(replica, False, quick=True)
         raise UpstreamDown(SERVER_ERROR, f"{replica.url} answered {response.status_code} {code}",
                            retry_after=retry_after)
 

@@ -24,8 +24,8 @@ class Served:
     a thread (it has a clean shutdown(); production serving is gunicorn's job and is
     tested separately)."""
 
-    def __init__(self, app, threads: int = 0):
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+    def __init__(self, app, threads: int = 0, port: int = 0):
+        self.server = make_server("127.0.0.1", port, app, threaded=True)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -42,7 +42,7 @@ class FakeUpstream:
     mode: ok | error500 | stall | loading | garbage | context | queue_full
     """
 
-    def __init__(self):
+    def __init__(self, port: int = 0):
         self.mode = "ok"
         self.calls = 0
         self.payloads: list[dict] = []
@@ -95,7 +95,7 @@ class FakeUpstream:
                                  "finish_reason": "stop"}],
                     "usage": {"prompt_tokens": 2950, "completion_tokens": 87, "total_tokens": 3037}}
 
-        self.served = Served(app, threads=32)
+        self.served = Served(app, threads=32, port=port)
         self.url = self.served.url
 
     def close(self):

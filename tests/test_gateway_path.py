@@ -364,3 +364,18 @@ def test_a_model_that_said_loading_is_asked_again_soon_not_after_the_health_inte
         fake.mode = "ok"
         clock.now += 0.3  # well inside the 2 s health interval
         assert analyze(url, jpeg(), "Ready now?").json()["status"] == "SUCCESS"
+
+
+def test_a_model_not_listening_yet_is_asked_again_soon():
+    """The same for a model process that is not listening yet (its supervisor is still
+    starting it): a refused connection costs nothing to ask again."""
+    clock = Clock()
+    port = free_port()
+    with gateway(f"http://127.0.0.1:{port}", clock=clock, UPSTREAM_HEALTH_INTERVAL_SECONDS=2) as (url, _):
+        assert analyze(url, jpeg(), "Anyone there?").json()["status"] == "FALLBACK"
+        late = FakeUpstream(port=port)  # the model process now listens
+        try:
+            clock.now += 0.3
+            assert analyze(url, jpeg(), "Now?").json()["status"] == "SUCCESS"
+        finally:
+            late.close()
