@@ -98,6 +98,7 @@ class Replica:
         self.ready: bool | None = None  # None: not checked yet
         self.checked_at = float("-inf")
         self.trusted_s = 0.0            # how long `ready` holds before it is checked again
+        self.quick = False              # `ready` was found quickly: checking again is cheap
         self.probing = threading.Lock()
 
 
@@ -125,8 +126,11 @@ class Upstream:
 
     def is_ready(self, replica: Replica) -> bool:
         stale = self.clock() - replica.checked_at >= replica.trusted_s
-        # One probe at a time; the others use the last answer, or wait for the first one.
-        if stale and replica.probing.acquire(blocking=replica.ready is None):
+        # One probe at a time; the others use the last answer, or wait for the probe when
+        # there is no answer yet or the last one was a quick "not ready" (the probe is
+        # quick too, and the model may be ready now: a burst must not fall back meanwhile).
+        wait = replica.ready is None or (replica.ready is False and replica.quick)
+        if stale and replica.probing.acquire(blocking=wait):
             try:
                 if self.clock() - replica.checked_at >= replica.trusted_s:
                     self._probe(replica)
@@ -150,7 +154,7 @@ class Upstream:
     def _mark(self, replica: Replica, ready: bool, quick: bool = False) -> None:
         """`quick`: the verdict came fast (an answer, a refused connection), so asking
         again is cheap."""
-        replica.ready, replica.checked_at = ready, self.clock()
+        replica.ready, replica.checked_at, replica.quick = ready, self.clock(), quick
         replica.trusted_s = (min(NOT_READY_RECHECK_S, self.settings.health_interval_s) if quick and not ready
                              else self.settings.health_interval_s)
 

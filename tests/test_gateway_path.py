@@ -379,3 +379,18 @@ def test_a_model_not_listening_yet_is_asked_again_soon():
             assert analyze(url, jpeg(), "Now?").json()["status"] == "SUCCESS"
         finally:
             late.close()
+
+
+def test_a_burst_after_the_model_turned_ready_waits_for_one_quick_probe_instead_of_falling_back(fake):
+    """Before: the request that re-probed a model last seen loading got SUCCESS, the
+    others of the same burst used the stale "loading" and answered FALLBACK (32
+    concurrent clients on `make demo`)."""
+    clock = Clock()
+    fake.mode = "loading"
+    with gateway(fake.url, clock=clock, UPSTREAM_HEALTH_INTERVAL_SECONDS=2) as (url, _):
+        assert analyze(url, jpeg(), "Loading?").json()["status"] == "FALLBACK"
+        fake.mode = "ok"
+        clock.now += 0.3
+        with ThreadPoolExecutor(8) as pool:
+            statuses = [r.json()["status"] for r in pool.map(lambda i: analyze(url, jpeg(), f"burst {i}"), range(8))]
+    assert statuses == ["SUCCESS"] * 8, statuses
