@@ -134,6 +134,9 @@ class GatewaySettings:
     remote_image_timeout_s: float = setting("REMOTE_IMAGE_TIMEOUT_SECONDS", 5.0, number(0.1, 300),
                                             "Time limit for fetching one remote image, checked between reads (size "
                                             "limit: MAX_UPLOAD_BYTES)")
+    pages_enabled: bool = setting("PAGES_ENABLED", True, boolean,
+                                  "Serve the playground at / and the API docs (Swagger UI) at /docs: static pages that "
+                                  "call the API from the browser; false = the API alone (both answer 404)")
     log_level: str = setting("LOG_LEVEL", "info", choice(*logs.LEVELS), "Log verbosity")
 
     @property
