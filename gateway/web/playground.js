@@ -53,6 +53,7 @@
   let previewUrl = null;
   let presets = {};
   let countdown = null;
+  let askNote = "";  // shown beside Ask once the answer is in (where the person's eyes are)
 
   // ------------------------------------------------------------------ the API key
 
@@ -229,9 +230,11 @@
         el.firstToken.textContent = seconds(performance.now() - started);
       }
       if (delta) {
-        const following = el.answer.scrollTop + el.answer.clientHeight >= el.answer.scrollHeight - 4;
+        // Keep the newest words in view while the reader is at the bottom (not for the first piece:
+        // a replayed answer comes whole and is read from its start).
+        const following = text.length && el.answer.scrollTop + el.answer.clientHeight >= el.answer.scrollHeight - 4;
         text.appendData(delta);
-        if (following) el.answer.scrollTop = el.answer.scrollHeight;  // keep the newest words in view
+        if (following) el.answer.scrollTop = el.answer.scrollHeight;
       }
       usage = event.usage || usage;
     }
@@ -265,7 +268,7 @@
       return refused(result.status, result.result, response, [413, 415].includes(response.status));
     }
     el.latency.textContent = seconds(performance.now() - started);
-    el.firstToken.textContent = "– (one piece)";
+    el.firstToken.textContent = "not streamed";
     if (result.usage) el.tokens.textContent = `${result.usage.promptTokens} / ${result.usage.completionTokens}`;
     el.answer.textContent = result.data != null ? JSON.stringify(result.data, null, 2) : result.result;
     answered(result.status);
@@ -305,6 +308,7 @@
 
   function begin() {
     clearInterval(countdown);
+    askNote = "";
     el.ask.disabled = true;
     el.askNote.textContent = "Asking…";
     el.error.hidden = true;
@@ -317,7 +321,7 @@
 
   function finish() {
     el.ask.disabled = false;
-    el.askNote.textContent = "";
+    el.askNote.textContent = askNote;
     el.answer.setAttribute("aria-busy", "false");
   }
 
@@ -330,17 +334,19 @@
   // A refusal from the gateway: its status, its reason in plain words, and when to retry.
   function refused(status, reason, response, aboutImage) {
     const retryAfter = Number(response.headers.get("Retry-After")) || null;
-    const because = sentence(reason);
+    // "...; retry in 3 s": the countdown below says when, and keeps saying it.
+    const because = sentence(retryAfter ? String(reason || "").replace(/;\s*retry in \d+ s\.?$/, "") : reason);
     switch (status) {
       case "VALIDATION_ERROR":
         return failed(status, aboutImage ? "This file cannot be used" : "The request was refused", because);
       case "UNAUTHORIZED":
         el.options.open = true;
         el.key.focus();
+        askNote = "Enter the API key above, then ask again.";
         return failed(status, apiKey() ? "The API key was not accepted" : "An API key is needed",
                       "Enter the service's API key under Options and API key, then ask again.");
       case "OVERLOADED":
-        return failed(status, "The service is busy", because, retryAfter);
+        return failed(status, "The service is at capacity", because, retryAfter);
       case "SERVICE_UNAVAILABLE":
         return failed(status, "The model is unavailable right now", because, retryAfter);
       case "INTERNAL_ERROR":
