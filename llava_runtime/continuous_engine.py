@@ -25,12 +25,12 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import threading
 import time
 
 import torch
 
-from . import kv_slots
+from . import errors, kv_slots
+from .engine_thread import EngineThread
 from .errors import ApiError
 from .jobs import CANCELLED, Job, eos_token_ids
 from .loader import BootError
@@ -44,21 +44,19 @@ _IDLE_WAIT_S = 0.25      # bounded: on the main thread, signal handlers run only
 _RATE_WINDOW_S = 5.0     # tokens/s gauge: over the last few seconds
 
 
-class ContinuousEngine:
+class ContinuousEngine(EngineThread):
     name = NAME
 
     def __init__(self, loaded, settings, metrics, faults=None, on_fatal=None, eos_ids=None):
+        super().__init__(on_fatal)
         self.loaded, self.settings, self.metrics = loaded, settings, metrics
         self.tokenizer = loaded.tokenizer
-        self.faults, self.on_fatal = faults, on_fatal
+        self.faults = faults
         self.eos_ids = eos_ids or eos_token_ids(loaded)
         self.length = min(loaded.context_length, settings.max_model_len or loaded.context_length)
         self.runner = Runner(loaded.model, self.length, self.eos_ids)
         self.scheduler: Scheduler | None = None
         self._submitted: collections.deque[Job] = collections.deque()
-        self._cond = threading.Condition(threading.RLock())
-        self._stopping = False
-        self._thread: threading.Thread | None = None
         self._live: set[Job] = set()            # submitted and not yet answered
         self._embeds: dict[Job, torch.Tensor] = {}
         self._rate: collections.deque[tuple[float, int]] = collections.deque()
@@ -118,23 +116,9 @@ class ContinuousEngine:
 
     # ------------------------------------------------------------ public
 
-    def start(self) -> "ContinuousEngine":
-        """Run the loop on a background thread (tests, in-process use)."""
-        self._thread = threading.Thread(target=self.run, name="engine", daemon=True)
-        self._thread.start()
-        return self
-
     def run(self) -> None:
-        """Run the loop on the calling thread until a requested stop has drained."""
-        try:
-            with torch.inference_mode():
-                self._loop()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException:  # a bug here would leave every caller hanging: exit so we get restarted
-            log.critical("the engine thread failed; the process must restart", exc_info=True)
-            if self.on_fatal:
-                self.on_fatal()
+        with torch.inference_mode():
+            super().run()
 
     def preparing(self):
         """Rows join between any two steps: nothing waits for requests being prepared."""
@@ -143,11 +127,9 @@ class ContinuousEngine:
     def submit(self, prepared, params, request_id: str, stream: bool = False, constraint=None) -> Job:
         job = Job(prepared, params, request_id, stream, self.tokenizer, self.eos_ids, constraint)
         with self._cond:
-            if self._stopping:
-                raise ApiError("shutting_down", "the model process is shutting down; retry on another replica")
+            self._refuse_if_stopping()
             if len(self._submitted) + len(self.scheduler.waiting) >= self.settings.max_queue:
-                raise ApiError("queue_full", f"the model queue is full ({self.settings.max_queue} requests waiting); "
-                               "retry shortly")
+                raise errors.queue_full(self.settings.max_queue)
             self._submitted.append(job)
             self._live.add(job)
             self.metrics.waiting.inc()
@@ -161,30 +143,8 @@ class ContinuousEngine:
             return {"waiting": len(self._submitted) + len(scheduler.waiting),
                     "running": len(scheduler.running) + (1 if scheduler.prefilling else 0)}
 
-    def request_stop(self, grace_s: float) -> None:
-        """Refuse new work; queued and running jobs may finish within `grace_s`, then
-        the rest fail. Returns at once (safe in a signal handler)."""
-        with self._cond:
-            if self._stopping:
-                return
-            self._stopping = True
-            self._cond.notify_all()
-        timer = threading.Timer(grace_s, self._expire)
-        timer.daemon = True
-        timer.start()
-
-    def stop(self, grace_s: float) -> None:
-        self.request_stop(grace_s)
-        if self._thread is not None:
-            self._thread.join(timeout=grace_s + 5)
-
-    def _expire(self) -> None:
-        with self._cond:
-            leftovers = list(self._live)
-            self._cond.notify_all()
-        for job in leftovers:  # the loop sees them failed and frees their rows
-            job.fail(ApiError("shutting_down", "the model process stopped before this request finished; retry"))
-            job.cancel()
+    def _leftovers(self) -> list[Job]:
+        return list(self._live)
 
     # ------------------------------------------------------------ the loop
 
@@ -353,8 +313,7 @@ class ContinuousEngine:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             log.error("CUDA out of memory in %s for request(s) %s; failing them", where, ids)
-            error = ApiError("out_of_memory", "the GPU ran out of memory for this request; "
-                             "retry, or send a smaller image or a lower max_tokens")
+            error = errors.out_of_memory()
         else:
             log.exception("%s failed for request(s) %s", where, ids)
             error = ApiError("internal_error", "generation failed inside the model process")

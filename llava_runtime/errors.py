@@ -46,3 +46,13 @@ class ApiError(Exception):
 
     def body(self) -> dict:
         return {"error": {"message": self.message, "type": CODES[self.code][1], "param": self.param, "code": self.code}}
+
+
+# The refusals more than one module raises, worded once.
+def queue_full(limit: int) -> ApiError:
+    return ApiError("queue_full", f"the model queue is full ({limit} requests waiting); retry shortly")
+
+
+def out_of_memory() -> ApiError:
+    return ApiError("out_of_memory", "the GPU ran out of memory for this request; retry, or send a smaller image "
+                    "or a lower max_tokens")

@@ -26,14 +26,14 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import threading
 import time
 
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from . import decode, sampling
+from . import decode, errors, sampling
+from .engine_thread import EngineThread
 from .errors import ApiError
 from .grammar import bitmask_words
 from .inputs import Prepared, SamplingParams
@@ -103,11 +103,12 @@ class RowStreamer(BaseStreamer):
         pass
 
 
-class GenerateEngine:
+class GenerateEngine(EngineThread):
     """Queue + one generation thread. `submit` never blocks: a full queue is a 429."""
     name = "generate"
 
     def __init__(self, loaded, settings, metrics, faults=None, on_fatal=None, decode_plan=None, eos_ids=None):
+        super().__init__(on_fatal)
         model, tokenizer = loaded.model, loaded.tokenizer
         self.model, self.tokenizer, self.settings, self.metrics = model, tokenizer, settings, metrics
         self.length = loaded.context_length
@@ -115,17 +116,11 @@ class GenerateEngine:
         self.decode = decode_plan or decode.eager()
         self.metrics.decode_compiled.set(1 if self.decode.compiled else 0)
         self.faults = faults
-        self.on_fatal = on_fatal
         self.eos_ids = eos_ids or eos_token_ids(loaded)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
         self._pending: collections.deque[Job] = collections.deque()
-        # Re-entrant: a signal handler on the engine's own thread may request a stop
-        # while that thread holds the lock.
-        self._cond = threading.Condition(threading.RLock())
         self._batch: list[Job] = []
         self._preparing = 0  # requests inside the HTTP layer, not yet submitted
-        self._stopping = False
-        self._thread: threading.Thread | None = None
 
     def prepare(self, on_progress=None) -> None:
         """Nothing to allocate up front: generate sizes its cache per batch."""
@@ -139,16 +134,6 @@ class GenerateEngine:
         return self.decode.mode
 
     # ------------------------------------------------------------ public
-
-    def start(self) -> "GenerateEngine":
-        """Run the batches on a background thread (tests, in-process use)."""
-        self._thread = threading.Thread(target=self.run, name="engine", daemon=True)
-        self._thread.start()
-        return self
-
-    def run(self) -> None:
-        """Run the batches on the calling thread until a requested stop has drained."""
-        self._loop()
 
     @contextlib.contextmanager
     def preparing(self):
@@ -167,11 +152,9 @@ class GenerateEngine:
                constraint=None) -> Job:
         job = Job(prepared, params, request_id, stream, self.tokenizer, self.eos_ids, constraint)
         with self._cond:
-            if self._stopping:
-                raise ApiError("shutting_down", "the model process is shutting down; retry on another replica")
+            self._refuse_if_stopping()
             if len(self._pending) >= self.settings.max_queue:
-                raise ApiError("queue_full",
-                               f"the model queue is full ({self.settings.max_queue} requests waiting); retry shortly")
+                raise errors.queue_full(self.settings.max_queue)
             self._pending.append(job)
             self.metrics.waiting.inc()
             self._cond.notify()
@@ -182,48 +165,19 @@ class GenerateEngine:
         with self._cond:
             return {"waiting": len(self._pending), "running": len(self._batch)}
 
-    def request_stop(self, grace_s: float) -> None:
-        """Refuse new work; queued and running jobs may finish within `grace_s`, then
-        the rest fail. Returns at once (safe in a signal handler); `run` returns once drained."""
-        with self._cond:
-            if self._stopping:
-                return
-            self._stopping = True
-            self._cond.notify_all()
-        timer = threading.Timer(grace_s, self._expire)
-        timer.daemon = True
-        timer.start()
-
-    def stop(self, grace_s: float) -> None:
-        """request_stop, then wait for the background thread to drain."""
-        self.request_stop(grace_s)
-        if self._thread is not None:
-            self._thread.join(timeout=grace_s + 5)
-
-    def _expire(self) -> None:
-        with self._cond:
-            leftovers = list(self._pending) + list(self._batch)
-            self._pending.clear()
-            self._cond.notify_all()
-        for job in leftovers:
-            job.fail(ApiError("shutting_down", "the model process stopped before this request finished; retry"))
-            job.cancel()  # a running row stops at its next step
+    def _leftovers(self) -> list[Job]:
+        leftovers = list(self._pending) + list(self._batch)
+        self._pending.clear()
+        return leftovers
 
     # ------------------------------------------------------------ engine thread
 
     def _loop(self) -> None:
-        try:
-            while True:
-                batch = self._next_batch()
-                if batch is None:
-                    return
-                self._run(batch)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException:  # a bug here would leave every caller hanging: exit so we get restarted
-            log.critical("the engine thread failed; the process must restart", exc_info=True)
-            if self.on_fatal:
-                self.on_fatal()
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            self._run(batch)
 
     def _next_batch(self) -> list[Job] | None:
         wait_s = self.settings.max_batch_wait_ms / 1000.0
@@ -293,8 +247,7 @@ class GenerateEngine:
                 return
             log.error("CUDA out of memory for request(s) %s; failing them", ids)
             for job in jobs:
-                job.fail(ApiError("out_of_memory", "the GPU ran out of memory for this request; "
-                                  "retry, or send a smaller image or a lower max_tokens"))
+                job.fail(errors.out_of_memory())
         except Exception as exc:
             if self.decode.compiled and decode.is_compile_error(exc):
                 self._compile_failed(jobs, exc)

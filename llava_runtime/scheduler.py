@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from .errors import ApiError
+from . import errors
 from .jobs import Job, JobState
 
 
@@ -63,7 +63,7 @@ class Scheduler:
 
     def add(self, job: Job) -> None:
         if len(self.waiting) >= self.max_queue:
-            raise ApiError("queue_full", f"the model queue is full ({self.max_queue} requests waiting); retry shortly")
+            raise errors.queue_full(self.max_queue)
         job.state, job.queued_at = JobState.QUEUED, self.clock()
         self.waiting.append(job)
 

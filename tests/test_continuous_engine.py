@@ -309,3 +309,32 @@ def test_cuda_graph_capture_and_its_fallbacks(loaded_demo, model_settings, refer
         assert (ReplayedStep.replays > before) == (fault is None)
     finally:
         engine.stop(grace_s=5)
+
+
+def test_a_request_cancelled_while_its_prompt_is_written_frees_the_row(make_engine, reference, loaded_demo,
+                                                                        model_settings):
+    """Its prompt goes in 16-token chunks beside a decoding row; cancelled half way, it
+    answers `cancelled` with no token and the row is the next request's."""
+    engine = make_engine(max_batch_size=2, prefill_chunk_tokens=16)
+    running = prepared_for(loaded_demo, model_settings, (640, 480), max_tokens=400, min_tokens=400)
+    job = engine.submit(*running, "running")
+    while not job.tokens:
+        time.sleep(0.002)
+    late = engine.submit(*prepared_for(loaded_demo, model_settings, (500, 500), seed=3, max_tokens=8), "late")
+    while engine.scheduler.prefilling is not late:
+        time.sleep(0.001)
+    late.cancel()
+    done = late.result(timeout=30)
+    assert (done.finish_reason, done.completion_tokens) == ("cancelled", 0)
+    after = prepared_for(loaded_demo, model_settings, (336, 336), seed=4, max_tokens=8)
+    assert same([engine.submit(*after, "after").result(timeout=60)], reference([after]))
+    job.cancel()
+    assert wait_idle(engine) == {"waiting": 0, "running": 0}
+
+
+def test_a_one_token_answer_needs_no_decode_step(make_engine, reference, loaded_demo, model_settings):
+    engine = make_engine(max_batch_size=2)
+    items = [prepared_for(loaded_demo, model_settings, (640, 480), max_tokens=1) for _ in range(3)]
+    got = [job.result(timeout=60) for job in submit_all(engine, items)]
+    assert same(got, reference(items[:1]) * 3)
+    assert engine.metrics.registry.get_sample_value("llava_model_decode_step_seconds_count") == 0

@@ -173,3 +173,22 @@ def test_min_tokens_cannot_fight_a_schema():
     with pytest.raises(ApiError) as refused:
         parse_chat(body, Limits(ModelSettings()))
     assert refused.value.param == "min_tokens"
+
+
+def test_compiling_a_large_schema_is_bounded(loaded_demo):
+    """A schema at the size limit, many alternatives deep: compiled (or refused) in the
+    request's thread within a bound, never on the engine's."""
+    import time
+
+    fresh = Grammars(loaded_demo.tokenizer)
+    wide = {"type": "object", "properties": {f"field_{i}": {"anyOf": [{"type": "string", "maxLength": 8},
+                                                                       {"type": "integer"}, {"type": "null"}]}
+                                              for i in range(120)}}
+    output = schemas.from_schema(wide)
+    assert len(output.schema_json) < schemas.MAX_SCHEMA_BYTES
+    started = time.monotonic()
+    try:
+        fresh.constraint(output)
+    except ApiError as refused:
+        assert refused.status == 400
+    assert time.monotonic() - started < 5.0
