@@ -211,7 +211,7 @@
     if (!response.ok) {
       const error = (await jsonOf(response))?.error || {};
       return refused(STATUS_OF_HTTP[response.status] || `HTTP_${response.status}`, error.message, response,
-                     /image/.test(`${error.param} ${error.code}`));
+                     /image|too_large/.test(`${error.param} ${error.code}`));  // the image is all that is large
     }
     const status = response.headers.get("X-Gateway-Status") || "SUCCESS";
     el.answer.setAttribute("aria-busy", "true");
@@ -406,6 +406,9 @@
     parts.push(`-F image=@${quote(file.name)}`);
     if (preset) parts.push(`-F preset=${quote(preset)}`);
     if (prompt) parts.push(`-F prompt=${quote(prompt)}`);
+    const { maxTokens, temperature } = options();
+    if (maxTokens !== null) parts.push(`-F max-tokens=${maxTokens}`);
+    if (temperature !== null) parts.push(`-F temperature=${temperature}`);
     parts.push(url);
     el.codeText.textContent = parts.join(" \\\n  ");
     el.code.hidden = false;
