@@ -124,17 +124,12 @@ class ContinuousEngine(EngineThread):
         """Rows join between any two steps: nothing waits for requests being prepared."""
         return contextlib.nullcontext()
 
-    def submit(self, prepared, params, request_id: str, stream: bool = False, constraint=None) -> Job:
-        job = Job(prepared, params, request_id, stream, self.tokenizer, self.eos_ids, constraint)
-        with self._cond:
-            self._refuse_if_stopping()
-            if len(self._submitted) + len(self.scheduler.waiting) >= self.settings.max_queue:
-                raise errors.queue_full(self.settings.max_queue)
-            self._submitted.append(job)
-            self._live.add(job)
-            self.metrics.waiting.inc()
-            self._cond.notify()
-        return job
+    def _queued(self) -> int:
+        return len(self._submitted) + len(self.scheduler.waiting)
+
+    def _enqueue(self, job: Job) -> None:
+        self._submitted.append(job)  # the loop hands it to the scheduler, on its own thread
+        self._live.add(job)
 
     @property
     def load(self) -> dict:

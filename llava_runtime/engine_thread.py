@@ -1,15 +1,19 @@
 """What both engines share: one thread runs the loop, `submit` refuses once a stop
 was asked for, and a stop drains within its grace period, then fails what is left.
 
-An engine subclasses `EngineThread`, implements `_loop()` (return once a requested
-stop has drained) and `_leftovers()` (the jobs to fail when the grace period ends).
+An engine subclasses `EngineThread`, sets `tokenizer`, `eos_ids`, `settings` and
+`metrics`, and implements `_loop()` (return once a requested stop has drained),
+`_queued()` / `_enqueue(job)` (its waiting line) and `_leftovers()` (the jobs to fail
+when the grace period ends).
 """
 from __future__ import annotations
 
 import logging
 import threading
 
+from . import errors
 from .errors import ApiError
+from .jobs import Job
 
 log = logging.getLogger(__name__)
 STOPPING = "the model process is shutting down; retry on another replica"
@@ -42,10 +46,18 @@ class EngineThread:
             if self.on_fatal:
                 self.on_fatal()
 
-    def _refuse_if_stopping(self) -> None:
-        """Call holding `_cond`, in `submit`."""
-        if self._stopping:
-            raise ApiError("shutting_down", STOPPING)
+    def submit(self, prepared, params, request_id: str, stream: bool = False, constraint=None) -> Job:
+        """Queue a request; never blocks: a full line is a 429, a stopping engine a 503."""
+        job = Job(prepared, params, request_id, stream, self.tokenizer, self.eos_ids, constraint)
+        with self._cond:
+            if self._stopping:
+                raise ApiError("shutting_down", STOPPING)
+            if self._queued() >= self.settings.max_queue:
+                raise errors.queue_full(self.settings.max_queue)
+            self._enqueue(job)
+            self.metrics.waiting.inc()
+            self._cond.notify()
+        return job
 
     def request_stop(self, grace_s: float) -> None:
         """Refuse new work; queued and running jobs may finish within `grace_s`, then
@@ -74,6 +86,14 @@ class EngineThread:
             job.cancel()
 
     def _loop(self) -> None:
+        raise NotImplementedError
+
+    def _queued(self) -> int:
+        """Requests waiting for the engine (called holding `_cond`)."""
+        raise NotImplementedError
+
+    def _enqueue(self, job: Job) -> None:
+        """Add `job` to the waiting line (called holding `_cond`)."""
         raise NotImplementedError
 
     def _leftovers(self) -> list:

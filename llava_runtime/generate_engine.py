@@ -36,7 +36,7 @@ from . import decode, errors, sampling
 from .engine_thread import EngineThread
 from .errors import ApiError
 from .grammar import bitmask_words
-from .inputs import Prepared, SamplingParams
+from .inputs import Prepared
 from .jobs import Job, eos_token_ids
 
 log = logging.getLogger(__name__)
@@ -148,17 +148,11 @@ class GenerateEngine(EngineThread):
                 self._preparing -= 1
                 self._cond.notify_all()
 
-    def submit(self, prepared: Prepared, params: SamplingParams, request_id: str, stream: bool = False,
-               constraint=None) -> Job:
-        job = Job(prepared, params, request_id, stream, self.tokenizer, self.eos_ids, constraint)
-        with self._cond:
-            self._refuse_if_stopping()
-            if len(self._pending) >= self.settings.max_queue:
-                raise errors.queue_full(self.settings.max_queue)
-            self._pending.append(job)
-            self.metrics.waiting.inc()
-            self._cond.notify()
-        return job
+    def _queued(self) -> int:
+        return len(self._pending)
+
+    def _enqueue(self, job: Job) -> None:
+        self._pending.append(job)
 
     @property
     def load(self) -> dict:

@@ -180,7 +180,7 @@ def test_stop_drains_queued_work_then_refuses(kind, make_engine, loaded_demo, mo
 @both
 def test_a_stop_that_outlasts_its_grace_fails_what_is_left(kind, make_engine, loaded_demo, model_settings):
     engine = make_engine(kind, max_batch_size=1)
-    item = prepared_for(loaded_demo, model_settings, (640, 480), max_tokens=1000)
+    item = prepared_for(loaded_demo, model_settings, (640, 480), max_tokens=1000, min_tokens=1000)  # no early EOS
     jobs = [engine.submit(*item, f"g{i}") for i in range(2)]
     time.sleep(0.2)
     engine.stop(grace_s=0.3)
