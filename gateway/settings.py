@@ -187,7 +187,6 @@ class GatewaySettings:
                                         "`host:port` entries whose http(s) image URLs chat requests may use; empty = "
                                         "remote image URLs are refused")
     remote_image_timeout_s: float = setting("REMOTE_IMAGE_TIMEOUT_SECONDS", 5.0, number(0.1, 300),
-<<<<<<< HEAD
                                             "Wall-clock limit for fetching one remote image, connecting included: the "
                                             "connection is closed at the deadline (size limit: MAX_UPLOAD_BYTES)")
     remote_image_allow_private: bool = setting("REMOTE_IMAGE_ALLOW_PRIVATE", False, boolean,
@@ -196,13 +195,9 @@ class GatewaySettings:
     max_requests: int = setting("GATEWAY_MAX_REQUESTS", 10_000, integer(0, 10_000_000),
                                 "Requests a gunicorn worker answers before it is replaced (plus up to 10% jitter, so "
                                 "workers do not restart together): memory a burst left behind goes back; 0 = never")
-=======
-                                            "Time limit for fetching one remote image, checked between reads (size "
-                                            "limit: MAX_UPLOAD_BYTES)")
     pages_enabled: bool = setting("PAGES_ENABLED", True, boolean,
                                   "Serve the playground at / and the API docs (Swagger UI) at /docs: static pages that "
                                   "call the API from the browser; false = the API alone (both answer 404)")
->>>>>>> issue16
     log_level: str = setting("LOG_LEVEL", "info", choice(*logs.LEVELS), "Log verbosity")
 
     @property
