@@ -107,7 +107,8 @@ def wait_until_ready(children: dict, ready_url: str, stop: threading.Event) -> i
 def print_example(url: str, settings) -> None:
     photo = example_photo()
     auth = ' -H "Authorization: Bearer $API_KEY"' if settings.api_keys else ""
-    print(f"\nstack: ready. Try (the same again answers CACHED):\n\n"
+    pages = (f"  playground, in a browser: {url}/   API docs: {url}/docs\n\n" if settings.pages_enabled else "")
+    print(f"\nstack: ready.\n\n{pages}  Try (the same again answers CACHED):\n\n"
           f"  curl{auth} -F image=@{photo} -F prompt=\"{EXAMPLE_PROMPT}\" {url}/api/v1/multimodal/analyze\n\n"
           f"  OpenAI-compatible base URL (Spring AI, LangChain4j, OpenAI SDKs): {url}/v1 "
           "(also served without /v1)\n"

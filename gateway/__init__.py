@@ -11,7 +11,9 @@ docs/DESIGN.md). Two faces over one core, read top-down:
 - answering.py: the core both faces call: cache -> single-flight -> admission ->
   upstream (breaker, timeouts) -> fallback.
 - operations.py: health (Spring Actuator's shape) and metrics; openapi.py: the
-  OpenAPI document, built from the request and answer models.
+  OpenAPI document, built from the request and answer models; model_state.py:
+  the model's state and load progress (GET /health/model).
+- pages.py: the playground (GET /) and the API docs (GET /docs), for a browser.
 
 `create_app(settings)` builds everything; nothing lives at module level. Importing
 this package imports no prometheus-client (multiproc.py says why it matters).
@@ -45,7 +47,7 @@ def parts() -> Parts:
 
 
 def create_app(settings, clock=time.monotonic, resolver=None) -> Flask:
-    from . import boundary, native_api, openai_api, openapi, operations
+    from . import boundary, model_state, native_api, openai_api, openapi, operations, pages
     from .admission import Admission
     from .answering import Answering
     from .cache import build_cache
@@ -69,5 +71,8 @@ def create_app(settings, clock=time.monotonic, resolver=None) -> Flask:
     openai_api.register(app)
     app.register_blueprint(operations.bp)
     app.register_blueprint(openapi.bp)
+    model_state.install(app)
+    if settings.pages_enabled:
+        app.register_blueprint(pages.bp)
     app.wsgi_app = DrainUnreadBody(app.wsgi_app, DRAIN_LIMIT_FACTOR * settings.max_upload_bytes)
     return app

@@ -32,6 +32,8 @@ from .upstream import Trace
 log = logging.getLogger(__name__)
 # Open without an API key and not counted as API requests.
 OPEN_PATHS = ("/health", "/metrics", "/openapi.json")
+# So are the pages (pages.py): static files; the playground asks for the key itself.
+OPEN_BLUEPRINTS = ("pages",)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 # W3C Trace Context: version-traceid-parentid-flags; all-zero ids and version ff are invalid.
 _TRACEPARENT = re.compile(r"^(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
@@ -96,7 +98,7 @@ def start():
     else:  # absent or malformed: not passed on (W3C: start afresh rather than forward garbage)
         g.trace = Trace(g.request_id)
     g.started = time.monotonic()
-    g.counted = not request.path.startswith(OPEN_PATHS)
+    g.counted = not request.path.startswith(OPEN_PATHS) and request.blueprint not in OPEN_BLUEPRINTS
     if g.counted:
         parts().metrics.in_flight.inc()
         settings = parts().settings

@@ -19,6 +19,7 @@ from pydantic.json_schema import models_json_schema
 
 from . import native_schema as native
 from . import openai_schema as oai
+from .model_state import ModelHealth
 from .operations import Health
 
 bp = Blueprint("openapi", __name__)
@@ -26,7 +27,7 @@ VERSION = "1.1.0"
 REF = "#/components/schemas/{model}"
 REQUESTS = (native.AnalyzeForm, native.AnalyzeParams, oai.ChatCompletionRequest)
 ANSWERS = (native.AnalysisResult, native.Problem, native.PresetList, oai.ChatCompletion, oai.ChatCompletionChunk,
-           oai.ModelList, oai.Model, oai.ErrorResponse, Health)
+           oai.ModelList, oai.Model, oai.ErrorResponse, Health, ModelHealth)
 
 NATIVE_ERRORS = {400: "VALIDATION_ERROR: a part missing or out of range, a corrupt image, over the model's context, "
                       "an unknown preset or a schema that cannot be enforced",
@@ -54,6 +55,21 @@ STREAM = {"schema": {
                    "...}` if the model fails mid-stream, then `data: [DONE]`",
     "properties": {"data": {"type": "string"}, "event": {"type": "string"}, "id": {"type": "string"},
                    "retry": {"type": "integer"}}}}
+
+
+# Groups for readers of the document (Swagger UI at /docs shows one section per tag), by path.
+SECTIONS = (("native", "The native API (the seed's contract): multipart uploads, AnalysisResult answers",
+         ("/api/",)),
+        ("openai", "OpenAI-compatible chat completions, under /v1 and at the root", ("/v1/", "/chat/", "/models")),
+        ("operations", "Health (Spring Boot Actuator's shape) and Prometheus metrics", ("/health", "/metrics")))
+
+
+def _tagged(paths: dict) -> dict:
+    for path, operations in paths.items():
+        tag = next(name for name, _, prefixes in SECTIONS if path.startswith(prefixes))
+        for operation in operations.values():
+            operation["tags"] = [tag]
+    return paths
 
 
 def _ref(model) -> dict:
@@ -140,7 +156,8 @@ def document() -> dict:
         "info": {"title": "LLaVA-1.6 multimodal inference service", "version": VERSION,
                  "description": "The gateway's public API: the native analyze API and an OpenAI-compatible face "
                                 "(served under /v1 and at the root, for either base-URL convention)."},
-        "paths": {
+        "tags": [{"name": name, "description": text} for name, text, _ in SECTIONS],
+        "paths": _tagged({
             "/api/v1/multimodal/analyze": {"post": analyze},
             "/api/v1/multimodal/presets": {"get": {
                 "summary": "Ready-made tasks for `preset`: each a question and the JSON Schema of `data`",
@@ -152,9 +169,14 @@ def document() -> dict:
             "/health": _health("Health: UP while the gateway runs; the model replicas as a component", "health"),
             "/health/live": _health("Liveness", "live"),
             "/health/ready": _health("Readiness: a model replica is ready", "ready", ready_only=True),
+            "/health/model": {"get": {
+                "summary": "The model's state (ready, loading, starting, restarting) and load progress",
+                "operationId": "modelHealth", "security": [],
+                "responses": {"200": _answer("The model component, always 200 while the gateway runs",
+                                             {"application/json": {"schema": _ref(ModelHealth)}})}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "operationId": "metrics", "security": [],
                                  "responses": plain}},
-        },
+        }),
         "components": {
             "schemas": schemas["$defs"],
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},

@@ -198,6 +198,9 @@ class GatewaySettings:
     max_requests: int = setting("GATEWAY_MAX_REQUESTS", 10_000, integer(0, 10_000_000),
                                 "Requests a gunicorn worker answers before it is replaced (plus up to 10% jitter, so "
                                 "workers do not restart together): memory a burst left behind goes back; 0 = never")
+    pages_enabled: bool = setting("PAGES_ENABLED", True, boolean,
+                                  "Serve the playground at / and the API docs (Swagger UI) at /docs: static pages that "
+                                  "call the API from the browser; false = the API alone (both answer 404)")
     log_level: str = setting("LOG_LEVEL", "info", choice(*logs.LEVELS), "Log verbosity")
 
     @property

@@ -106,8 +106,10 @@ def test_eos_ends_a_row_early_and_min_tokens_holds_it_back(kind, make_engine, lo
 
 @both
 def test_a_cancelled_request_frees_its_row(kind, make_engine, loaded_demo, model_settings):
-    engine = make_engine(kind, max_batch_size=2, max_batch_wait_ms=300)
-    long_one = prepared_for(loaded_demo, model_settings, (640, 480), max_tokens=1000)
+    faults = Faults()
+    faults.arm({"mode": "slow", "seconds": 0.002, "count": -1})  # every step: the long one outlasts the cancel
+    engine = make_engine(kind, faults=faults, max_batch_size=2, max_batch_wait_ms=300)
+    long_one = prepared_for(loaded_demo, model_settings, (640, 480), max_tokens=1000, min_tokens=1000)
     short_one = prepared_for(loaded_demo, model_settings, (640, 480), max_tokens=8)
     job = engine.submit(*long_one, "long")
     other = engine.submit(*short_one, "short")
@@ -179,7 +181,9 @@ def test_stop_drains_queued_work_then_refuses(kind, make_engine, loaded_demo, mo
 
 @both
 def test_a_stop_that_outlasts_its_grace_fails_what_is_left(kind, make_engine, loaded_demo, model_settings):
-    engine = make_engine(kind, max_batch_size=1)
+    faults = Faults()
+    faults.arm({"mode": "slow", "seconds": 0.005, "count": -1})  # every step: 1000 tokens outlast the grace period
+    engine = make_engine(kind, faults=faults, max_batch_size=1)
     item = prepared_for(loaded_demo, model_settings, (640, 480), max_tokens=1000, min_tokens=1000)  # no early EOS
     jobs = [engine.submit(*item, f"g{i}") for i in range(2)]
     time.sleep(0.2)
