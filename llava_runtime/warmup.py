@@ -48,9 +48,12 @@ def run_warmup(service, count: int, tokens: int, progress) -> float:
                      done.prompt_tokens, done.completion_tokens, done.batch_size, done.latency_s)
             progress.set("warming up", f"{i + 1}/{count} requests done")
 
-    # The first alone, the rest together, so the batched path is warmed too.
+    # The first alone, the rest together, so the batched path is warmed too; in groups
+    # the queue admits (MAX_QUEUE), or warmup would be refused by its own engine.
     submit_all([0])
-    submit_all(range(1, count))
+    group = max(1, service.settings.max_queue)
+    for first in range(1, count, group):
+        submit_all(range(first, min(count, first + group)))
     elapsed = time.monotonic() - started
     log.info("warmup: %d requests in %.2fs", count, elapsed)
     return elapsed

@@ -368,3 +368,12 @@ def test_the_readme_command_serves_at_the_default_settings(demo_model_dir):
         assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] <= 8
         proc.signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == exit_codes.OK
+
+
+def test_more_warmup_requests_than_the_queue_holds_still_start(demo_model_dir):
+    """Warmup submits in groups the queue admits (was: exit 3, 'the model queue is full')."""
+    proc, url = start_server(demo_model_dir, WARMUP_REQUESTS="7", WARMUP_TOKENS="2", MAX_QUEUE="2",
+                             HTTP_THREADS="64")
+    with proc:
+        proc.wait_for(url + "/health", 200, timeout=90)
+    assert proc.output().count("warmup request") == 7
