@@ -23,6 +23,8 @@ from typing import Callable
 from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from llava_common import request_ids
+
 from . import auth, parts
 from .logs import printable
 from .settings import SPARE_THREADS
@@ -34,7 +36,6 @@ log = logging.getLogger(__name__)
 OPEN_PATHS = ("/health", "/metrics", "/openapi.json")
 # So are the pages (pages.py): static files; the playground asks for the key itself.
 OPEN_BLUEPRINTS = ("pages",)
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 # W3C Trace Context: version-traceid-parentid-flags; all-zero ids and version ff are invalid.
 _TRACEPARENT = re.compile(r"^(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
 _TRACESTATE = re.compile(r"^[\x20-\x7e]{1,512}$")
@@ -90,7 +91,7 @@ def install(app: Flask, faces: list[Face]) -> None:
 
 def start():
     given = request.headers.get("X-Request-ID", "")
-    g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+    g.request_id = given if request_ids.VALID.match(given) else uuid.uuid4().hex
     traceparent = request.headers.get("traceparent", "").strip().lower()
     tracestate = request.headers.get("tracestate", "").strip()
     if _TRACEPARENT.match(traceparent):

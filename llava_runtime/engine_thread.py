@@ -28,6 +28,7 @@ class EngineThread:
         self._cond = threading.Condition(threading.RLock())
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self._grace: threading.Timer | None = None
 
     def start(self):
         """Run the loop on a background thread (tests, in-process use)."""
@@ -39,6 +40,8 @@ class EngineThread:
         """Run the loop on the calling thread (the server's main thread) until a requested stop has drained."""
         try:
             self._loop()
+            if self._grace is not None:  # drained within the grace period: nothing left to fail
+                self._grace.cancel()
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException:  # a bug here would leave every caller hanging: exit so we get restarted
@@ -67,9 +70,9 @@ class EngineThread:
                 return
             self._stopping = True
             self._cond.notify_all()
-        timer = threading.Timer(grace_s, self._expire)
-        timer.daemon = True
-        timer.start()
+        self._grace = threading.Timer(grace_s, self._expire)
+        self._grace.daemon = True
+        self._grace.start()
 
     def stop(self, grace_s: float) -> None:
         """request_stop, then wait for the background thread to drain."""

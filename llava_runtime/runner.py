@@ -90,7 +90,7 @@ class Runner:
 
     def allocate(self, rows: int) -> None:
         text = self.model.config.get_text_config()
-        self.kv = None
+        self.kv = None  # free the old cache first: two whole caches may not fit at once
         self.kv = KVSlots(text.num_hidden_layers, rows, self.decoder.kv_heads, self.decoder.head_dim, self.length,
                           self.model.dtype, self.device)
         self.rows = rows

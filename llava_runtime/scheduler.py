@@ -132,7 +132,3 @@ class Scheduler:
     @property
     def idle(self) -> bool:
         return not self.waiting and not self.running and self._prefill is None
-
-    def wait_seconds(self) -> float:
-        """How long the oldest waiting job has waited (0 with none)."""
-        return self.clock() - self.waiting[0].queued_at if self.waiting else 0.0

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 import uuid
 
 from flask import Flask, Response, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
+
+from llava_common import request_ids
 
 from .errors import ApiError
 from .inputs import parse_analyze, parse_chat
@@ -23,8 +24,6 @@ log = logging.getLogger(__name__)
 # the engine always answers or the process exits).
 EVENT_TIMEOUT_S = 900.0
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
-# What a request id or a W3C traceparent may hold before it reaches a log line.
-_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._:/-]")
 
 
 class InFlight:
@@ -68,8 +67,9 @@ def create_app(settings, service) -> Flask:
 
     @app.before_request
     def tag_request():
-        g.request_id = _ID_UNSAFE.sub("", request.headers.get("X-Request-ID", ""))[:128] or uuid.uuid4().hex
-        g.trace = _ID_UNSAFE.sub("", request.headers.get("traceparent", ""))[:64]
+        header = request.headers.get("X-Request-ID", "")
+        g.request_id = request_ids.UNSAFE.sub("", header)[:request_ids.MAX_LENGTH] or uuid.uuid4().hex
+        g.trace = request_ids.UNSAFE.sub("", request.headers.get("traceparent", ""))[:64]  # hex and dashes
         g.started = time.monotonic()
 
     @app.after_request
