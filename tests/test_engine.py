@@ -227,3 +227,16 @@ def test_a_lone_request_does_not_wait_out_the_batch_window(make_engine, loaded_d
     engine = make_engine("generate", max_batch_size=8, max_batch_wait_ms=3000)
     done = engine.submit(*prepared_for(loaded_demo, model_settings, (64, 64), max_tokens=2), "alone").result(timeout=60)
     assert done.batch_size == 1 and done.queue_s < 1.0  # nobody is being prepared: no reason to wait 3 s
+
+
+@both
+def test_a_drained_stop_leaves_no_timer_behind(kind, loaded_demo, model_settings):
+    """A grace timer still sleeping when the interpreter exits once aborted pytest (exit 134)."""
+    engine = build(kind, loaded_demo, model_settings)
+    item = prepared_for(loaded_demo, model_settings, (64, 64), max_tokens=2)
+    engine.submit(*item, "last").result(timeout=60)
+    engine.stop(grace_s=60)
+    deadline = time.monotonic() + 2
+    while engine._grace.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not engine._grace.is_alive()
