@@ -1,9 +1,10 @@
-"""What every request goes through, whichever face answers it: a request id (given
-or made), the caller's W3C trace context, the API key (and with it the tenant that
-scopes the cache), the in-flight count, and on the way out the metrics and one log
-line. Also the error boundary: every refusal, HTTP error (no such route, body too
-large) and unexpected exception leaves in the shape of the face that owns the path
-(`Face`), never with exception text, and with client text (a path) escaped and cut.
+"""What every request goes through, whichever face answers it: a request id (always
+made here; the client's own X-Request-ID is kept beside it), the caller's W3C trace
+context, the API key (and with it the tenant that scopes the cache and admission),
+the in-flight count, and on the way out the metrics and one log line. Also the
+error boundary: every refusal, HTTP error (no such route, body too large) and
+unexpected exception leaves in the shape of the face that owns the path (`Face`),
+never with exception text, and with client text (a path) escaped and cut.
 
 Spare threads: an API request that would leave fewer than SPARE_THREADS of the
 worker's threads free is refused with 429 at once, whatever it would have waited for
@@ -16,7 +17,6 @@ import logging
 import re
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Callable
 
@@ -90,27 +90,39 @@ def install(app: Flask, faces: list[Face]) -> None:
 
 
 def start():
-    given = request.headers.get("X-Request-ID", "")
-    g.request_id = given if request_ids.VALID.match(given) else uuid.uuid4().hex
-    traceparent = request.headers.get("traceparent", "").strip().lower()
-    tracestate = request.headers.get("tracestate", "").strip()
-    if _TRACEPARENT.match(traceparent):
-        g.trace = Trace(g.request_id, traceparent, tracestate if _TRACESTATE.match(tracestate) else None)
-    else:  # absent or malformed: not passed on (W3C: start afresh rather than forward garbage)
-        g.trace = Trace(g.request_id)
+    # Ours, always: a client's id is its own field (llava_common/request_ids.py says why).
+    g.request_id = request_ids.new()
+    given = request.headers.get(request_ids.REQUEST_ID_HEADER, "")
+    g.client_request_id = given if request_ids.VALID.match(given) else None
+    g.tenant_tag = "-"
+    g.trace = _trace()
     g.started = time.monotonic()
     g.counted = not request.path.startswith(OPEN_PATHS) and request.blueprint not in OPEN_BLUEPRINTS
     if g.counted:
         parts().metrics.in_flight.inc()
         settings = parts().settings
-        tenant = auth.check(request.headers, settings.api_keys)
-        g.tenant = auth.ANONYMOUS if settings.cache_shared else tenant
+        g.tenant_id = auth.check(request.headers, settings.api_keys)  # admission's fair share is per tenant
+        g.tenant_tag = auth.tag(g.tenant_id)
+        g.tenant = auth.ANONYMOUS if settings.cache_shared else g.tenant_id  # what scopes the cache
+        g.trace = _trace()
         current_app.extensions["gateway_busy"].enter()
         g.busy = True
 
 
+def _trace() -> Trace:
+    traceparent = request.headers.get("traceparent", "").strip().lower()
+    tracestate = request.headers.get("tracestate", "").strip()
+    if not _TRACEPARENT.match(traceparent):  # absent or malformed: not passed on (W3C: start afresh)
+        traceparent = tracestate = None
+    elif not _TRACESTATE.match(tracestate):
+        tracestate = None
+    return Trace(g.request_id, traceparent, tracestate, g.client_request_id, g.tenant_tag)
+
+
 def finish(response: Response) -> Response:
-    response.headers["X-Request-ID"] = g.get("request_id", "")
+    response.headers[request_ids.REQUEST_ID_HEADER] = g.get("request_id", "")
+    if g.get("client_request_id"):
+        response.headers[request_ids.CLIENT_REQUEST_ID_HEADER] = g.client_request_id
     if g.get("counted"):
         endpoint = face().label(request.url_rule.rule) if request.url_rule else "unmatched"
         status = g.get("answer_status", "HTTP_%d" % response.status_code)
