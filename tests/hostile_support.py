@@ -208,6 +208,16 @@ class SlowClients:
             s.close()
 
 
+# --------------------------------------------------------------------- hostile schemas
+
+def hostile_any_of(branches: int) -> dict:
+    """Issue 25, finding 1: `anyOf` objects sharing six properties, each with one of its
+    own (120 of them: 12 KB, inside the size and depth limits)."""
+    shared = {name: {} for name in "abcdef"}
+    return {"anyOf": [{"type": "object", "properties": {**shared, f"k{i}": {}}, "required": [f"k{i}"]}
+                      for i in range(branches)]}
+
+
 # --------------------------------------------------------------------- hostile image servers
 
 class RawServer:

@@ -10,6 +10,7 @@ import pytest
 from llava_common import schemas
 from llava_runtime.errors import ApiError
 from llava_runtime.grammar import Grammars, MaskBudget
+from tests.hostile_support import hostile_any_of
 from tests.test_engine import SIZES, build, prepared_for
 
 WORD = {"type": "string", "maxLength": 24}
@@ -240,13 +241,6 @@ def test_the_grammar_cache_is_kept_per_tenant(loaded_demo):
     assert fresh.compiled == 1
     fresh.constraint(output, "tenant-b")
     assert fresh.compiled == 2  # B's first use compiles anew: its timing says nothing about A
-
-
-def hostile_any_of(branches: int) -> dict:
-    """Issue 25, finding 1: objects sharing six properties, each with one of its own."""
-    shared = {name: {} for name in "abcdef"}
-    return {"anyOf": [{"type": "object", "properties": {**shared, f"k{i}": {}}, "required": [f"k{i}"]}
-                      for i in range(branches)]}
 
 
 @pytest.mark.parametrize("schema,keyword", [
