@@ -13,6 +13,7 @@ and scrapes are always answered.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import threading
@@ -104,7 +105,7 @@ def start():
         g.tenant_id = auth.check(request.headers, settings.api_keys)  # admission's fair share is per tenant
         g.tenant_tag = auth.tag(g.tenant_id)
         g.tenant = auth.ANONYMOUS if settings.cache_shared else g.tenant_id  # what scopes the cache
-        g.trace = _trace()
+        g.trace = dataclasses.replace(g.trace, tenant=g.tenant_tag)
         current_app.extensions["gateway_busy"].enter()
         g.busy = True
 
@@ -116,7 +117,7 @@ def _trace() -> Trace:
         traceparent = tracestate = None
     elif not _TRACESTATE.match(tracestate):
         tracestate = None
-    return Trace(g.request_id, traceparent, tracestate, g.client_request_id, g.tenant_tag)
+    return Trace(g.request_id, traceparent, tracestate, g.client_request_id)
 
 
 def finish(response: Response) -> Response:
