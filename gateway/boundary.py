@@ -56,31 +56,44 @@ class Face:
 
 
 class Busy:
-    """API requests in progress in this worker, at most `limit` (threads less the spares)."""
+    """API requests in progress in this worker, at most `limit` (threads less the spares),
+    and at most `per_tenant` of them one API key's: with several keys, one key's burst
+    must leave threads for the others to reach the admission line, which shares itself
+    fairly (issue 25: a burst of 300 held every thread, and another key got 429 here)."""
 
-    def __init__(self, limit: int, metrics):
+    def __init__(self, limit: int, metrics, per_tenant: int | None = None):
         self.limit, self._metrics = limit, metrics
+        self.per_tenant = per_tenant or limit
         self._lock = threading.Lock()
         self.count = 0
+        self._held: dict[str, int] = {}
 
-    def enter(self) -> None:
+    def enter(self, tenant: str = "-") -> None:
         with self._lock:
-            if self.count >= self.limit:
+            held = self._held.get(tenant, 0)
+            if self.count >= self.limit or held >= self.per_tenant:
                 self._metrics.overloaded.labels(BUSY).inc()
                 raise Refusal(OVERLOADED, 429, f"the service is busy: {self.count} requests are in progress here; "
                               "retry in 1 s", retry_after=1, code="rate_limit_exceeded")
             self.count += 1
+            self._held[tenant] = held + 1
 
-    def leave(self) -> None:
+    def leave(self, tenant: str = "-") -> None:
         with self._lock:
             self.count -= 1
+            self._held[tenant] -= 1
+            if not self._held[tenant]:
+                del self._held[tenant]
 
 
 def install(app: Flask, faces: list[Face]) -> None:
     """`faces` in order of precedence; the last one owns every other path."""
     app.extensions["gateway_faces"] = faces
     settings = app.extensions["gateway"].settings
-    app.extensions["gateway_busy"] = Busy(max(1, settings.threads - SPARE_THREADS), app.extensions["gateway"].metrics)
+    limit = max(1, settings.threads - SPARE_THREADS)
+    # With several keys, one key leaves a batch's worth of threads (MAX_UPSTREAM_IN_FLIGHT) to the others.
+    per_tenant = max(1, limit - settings.max_in_flight) if len(settings.api_keys) > 1 else limit
+    app.extensions["gateway_busy"] = Busy(limit, app.extensions["gateway"].metrics, per_tenant)
     app.before_request(start)
     app.after_request(finish)
     app.teardown_request(done)
@@ -106,7 +119,7 @@ def start():
         g.tenant_tag = auth.tag(g.tenant_id)
         g.tenant = auth.ANONYMOUS if settings.cache_shared else g.tenant_id  # what scopes the cache
         g.trace = dataclasses.replace(g.trace, tenant=g.tenant_tag)
-        current_app.extensions["gateway_busy"].enter()
+        current_app.extensions["gateway_busy"].enter(g.tenant_tag)
         g.busy = True
 
 
@@ -141,7 +154,7 @@ def done(_exc):
     if g.get("counted"):
         parts().metrics.in_flight.dec()
     if g.pop("busy", False):
-        current_app.extensions["gateway_busy"].leave()
+        current_app.extensions["gateway_busy"].leave(g.tenant_tag)
         parts().intake.settle()  # the request's large objects are gone: memory back to the system
 
 

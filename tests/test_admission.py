@@ -173,3 +173,24 @@ def test_one_keys_burst_cannot_fill_the_line_for_another():
     assert served == ["a0", "b0", "a1", "b1"]
     assert sample(line.metrics, "llava_admission_rejected_total", {"reason": "pushed_out"}) == 2
     assert sample(line.metrics, "llava_admission_rejected_total", {"reason": "queue_full"}) == 2
+
+
+def test_one_key_cannot_hold_every_thread_of_a_worker():
+    """Issue 25: with several keys, one key holds at most `per_tenant` of a worker's
+    threads (GATEWAY_THREADS - 4 - MAX_UPSTREAM_IN_FLIGHT), so another key's requests
+    still reach the admission line, which is fair; the worker's limit still holds."""
+    from gateway.boundary import Busy
+
+    metrics = Metrics()
+    busy = Busy(limit=6, metrics=metrics, per_tenant=4)
+    for _ in range(4):
+        busy.enter("A")
+    with pytest.raises(Refusal):
+        busy.enter("A")
+    busy.enter("B")
+    busy.enter("B")
+    with pytest.raises(Refusal):
+        busy.enter("C")  # the worker's own limit
+    busy.leave("A")
+    busy.enter("C")
+    assert busy.count == 6 and sample(metrics, "llava_admission_rejected_total", {"reason": "busy"}) == 2
