@@ -3,6 +3,8 @@ the gateway's answer statuses, the model process's error codes, the supervisor's
 states. A name without a description stops `make docs`, naming where to add it."""
 from __future__ import annotations
 
+from typing import Container
+
 from .markdown import code, generated_by, table
 
 INTRO = """\
@@ -14,7 +16,7 @@ alert can rely on every name here. How to act on them:
 """
 
 
-def _described(names, table_of: dict, where: str) -> None:
+def _described(names, table_of: Container, where: str) -> None:
     missing = [name for name in names if name not in table_of]
     if missing:
         raise ValueError(f"{where}: no description for {missing}")
