@@ -12,8 +12,11 @@ def main(argv: list[str]) -> int:
         for path in old:
             print(f"{path.relative_to(ROOT)} is out of date: run make docs", file=sys.stderr)
         return 1 if old else 0
-    for path in write():
+    written = write()
+    for path in written:
         print(f"wrote {path.relative_to(ROOT)}")
+    if not written:
+        print("the generated docs are current")
     return 0
 
 
