@@ -234,10 +234,7 @@ class ContinuousEngine(EngineThread):
         try:
             if self.faults is not None:
                 self.faults.before_generate(len(jobs))
-            start_event = None
-            if self.runner.cuda:
-                start_event = torch.cuda.Event(enable_timing=True)
-                start_event.record()
+            start = self.runner.io.mark(timing=True)
             longest = max(job.kv_len for job in jobs) + 1
             sampled = any(job.params.temperature > 0 for job in jobs)
             constrained = any(job.constraint is not None for job in jobs)
@@ -245,7 +242,7 @@ class ContinuousEngine(EngineThread):
         except Exception as exc:
             self._fail(jobs, exc, "decode")
             return
-        pending.append(self.runner.read(slice(0, len(jobs)), jobs, started, start_event))
+        pending.append(self.runner.read(slice(0, len(jobs)), jobs, started, start))
         self.metrics.batch_size.observe(len(jobs))
         live = sum(job.kv_len + 1 for job in jobs)
         self.metrics.attention_read_ratio.observe(padded * attend / live)

@@ -24,7 +24,7 @@ import time
 
 import torch
 
-from . import kv_slots, sampling
+from . import kv_slots, sampling, transfers
 from .decoder import SlotDecoder
 from .grammar import bitmask_words
 from .kv_slots import KVSlots
@@ -45,27 +45,27 @@ GRAPHS_OFF, GRAPHS_CAPTURED, GRAPHS_FAILED = "off", "captured", "failed"
 class TokenRead:
     """Tokens of one launch on their way to the host; `jobs[i]` owns `tokens()[i]`."""
 
-    def __init__(self, source: torch.Tensor, jobs: list, buffer: torch.Tensor, started: float, start_event=None,
+    def __init__(self, io, source: torch.Tensor, jobs: list, buffer: torch.Tensor, started: float, start=None,
                  decode: bool = True):
         self.jobs, self.started, self.decode = jobs, started, decode
+        self._io = io
         self._host = buffer[:len(jobs)]
-        self._host.copy_(source[:len(jobs)], non_blocking=True)
-        self._start, self._end = start_event, None
-        if start_event is not None:
-            self._end = torch.cuda.Event(enable_timing=True)
-            self._end.record()
+        io.to_host(source[:len(jobs)], self._host)
+        self._start, self._end = start, None
+        if start is not None:
+            self._end = io.mark(timing=True)
         self._cpu_seconds = time.monotonic() - started
 
     def tokens(self) -> list[int]:
         if self._end is not None:
-            self._end.synchronize()
+            self._io.wait(self._end)
         return self._host.tolist()
 
     @property
     def seconds(self) -> float:
         """Device time of the launch (CUDA events), or its wall time on the CPU."""
         if self._end is not None:
-            return self._start.elapsed_time(self._end) / 1000.0
+            return self._end.seconds_since(self._start)
         return self._cpu_seconds
 
 
@@ -74,6 +74,7 @@ class Runner:
         self.model, self.length = model, length
         self.device = model.device
         self.cuda = self.device.type == "cuda"
+        self.io = transfers.for_device(self.device)  # every host-device copy and wait (tests swap in a double)
         self.decoder = SlotDecoder(model, length)
         self.eos = torch.tensor(eos_ids, dtype=torch.int64, device=self.device)
         # Pad steps up to a rows bucket: needed for graphs; tests turn it on elsewhere.
@@ -102,7 +103,7 @@ class Runner:
         # Each row's allowed next tokens, one bit per vocabulary id (all set: unconstrained).
         self.bitmask = torch.full((rows, bitmask_words(self.decoder.lm_head.out_features)), -1, dtype=torch.int32,
                                   device=self.device)
-        self._buffers = [torch.zeros(rows, dtype=torch.int64, pin_memory=self.cuda) for _ in range(_READ_BUFFERS)]
+        self._buffers = [self.io.host_tensor(rows, torch.int64) for _ in range(_READ_BUFFERS)]
         self._next_buffer = 0
 
     def prefill_peak_bytes(self, prompt_tokens: int, images: int, tiles: int, image_size: int) -> int:
@@ -139,7 +140,7 @@ class Runner:
     def set_mask(self, row: int, constraint) -> None:
         """The tokens `row`'s grammar allows next, for the next step that decodes it."""
         staged = constraint.staged_mask(self.bitmask.shape[1], pin=self.cuda)
-        self.bitmask[row].copy_(staged, non_blocking=True)
+        self.io.to_device(self.bitmask[row], staged)
 
     def activate(self, row: int, position: int) -> None:
         """The row's prompt is in its slot and its first token in `tokens`: decode from `position`."""
@@ -159,10 +160,10 @@ class Runner:
         self.params.copy_row(src, dst)
         self.deactivate(src)
 
-    def read(self, rows: slice, jobs: list, started: float, start_event=None, decode: bool = True) -> TokenRead:
+    def read(self, rows: slice, jobs: list, started: float, start=None, decode: bool = True) -> TokenRead:
         buffer = self._buffers[self._next_buffer]
         self._next_buffer = (self._next_buffer + 1) % _READ_BUFFERS
-        return TokenRead(self.tokens[rows], jobs, buffer, started, start_event, decode)
+        return TokenRead(self.io, self.tokens[rows], jobs, buffer, started, start, decode)
 
     # ------------------------------------------------------------ prefill
 
@@ -262,8 +263,7 @@ class Runner:
         return graph
 
     def _sync(self) -> None:
-        if self.cuda:
-            torch.cuda.synchronize(self.device)
+        self.io.synchronize()
 
     def _check_replay(self, rows: int, attend: int) -> None:
         """Run one step eagerly and replayed from the same state; the tokens must agree."""

@@ -1,0 +1,128 @@
+"""The continuous engine against a device whose copies are asynchronous, as CUDA's
+are (tests/async_device.py), on the CPU: a token read before its copy landed, or a
+host buffer rewritten before the device read it, fails here rather than on a GPU."""
+import dataclasses
+import json
+
+import jsonschema
+import pytest
+import torch
+
+from llava_runtime.continuous_engine import ContinuousEngine
+from llava_runtime.grammar import Grammars
+from llava_runtime.metrics import ModelMetrics
+from tests.async_device import POISON, AsyncBoundary
+from tests.test_engine import SIZES, build, prepared_for
+from tests.test_structured_output import SCHEMAS, submit, with_schema
+
+# ------------------------------------------------------------------ the double itself behaves as CUDA does
+
+def test_a_read_lands_only_when_a_marker_after_it_is_waited_on():
+    io = AsyncBoundary()
+    device, host = torch.tensor([5, 6, 7]), torch.full((3,), 9)
+    before = io.mark()
+    io.to_host(device, host)
+    device.add_(100)                     # a kernel queued after the copy: the copy does not see it
+    assert host.tolist() == [POISON] * 3
+    io.wait(before)                      # a marker from before the copy says nothing about it
+    assert host.tolist() == [POISON] * 3
+    io.wait(io.mark())
+    assert host.tolist() == [5, 6, 7]
+    io.to_host(device, host)
+    io.synchronize()
+    assert host.tolist() == [105, 106, 107]
+
+
+def test_a_host_source_rewritten_before_the_device_read_it_is_a_race():
+    io = AsyncBoundary()
+    source, device = torch.tensor([1, 2]), torch.zeros(2, dtype=torch.int64)
+    io.to_device(device, source)
+    assert device.tolist() == [1, 2]     # kernels queued after the copy see it
+    io.wait(io.mark())
+    source.fill_(3)                      # after the wait: the device has read it
+    io.to_device(device, source)
+    assert io.races == []
+    source.fill_(4)                      # before any wait: the queued copy may not have read it yet
+    io.to_device(device, source)
+    assert len(io.races) == 1
+    source.fill_(4)
+    io.synchronize()
+    assert len(io.races) == 1            # rewriting the same values is no race
+
+
+# ------------------------------------------------------------------ the engine on it
+
+def async_engine(loaded, model_settings, **overrides) -> ContinuousEngine:
+    engine = ContinuousEngine(loaded, dataclasses.replace(model_settings, **overrides), ModelMetrics())
+    engine.runner.io = AsyncBoundary()
+    engine.runner.pad_rows = True  # the rows padding CUDA graphs use
+    engine.prepare()
+    return engine.start()
+
+
+@pytest.fixture()
+def engines(loaded_demo, model_settings):
+    made = []
+
+    def make(kind="continuous", **overrides):
+        if kind == "continuous":
+            engine = async_engine(loaded_demo, model_settings, **overrides)
+        else:
+            engine = build(kind, loaded_demo, model_settings, **overrides)
+        made.append(engine)
+        return engine
+
+    yield make
+    for engine in made:
+        engine.stop(grace_s=5)
+        if isinstance(engine, ContinuousEngine):
+            assert engine.runner.io.races == []
+
+
+def test_greedy_answers_match_generate_token_for_token(engines, loaded_demo, model_settings):
+    """Defect 1 of issue 21: a prefill's token was read from the pinned buffer before
+    its copy landed, so every answer's first token was whatever the buffer held."""
+    items = [prepared_for(loaded_demo, model_settings, SIZES[i], seed=i, max_tokens=(1, 9, 17, 5)[i % 4])
+             for i in range(6)]
+    reference = engines("generate", max_batch_size=1)
+    expected = [reference.submit(p, params, f"ref{i}").result(timeout=120) for i, (p, params) in enumerate(items)]
+    engine = engines(max_batch_size=4)
+    got = [job.result(timeout=120) for job in [engine.submit(p, params, f"a{i}") for i, (p, params) in
+                                                  enumerate(items)]]
+    assert [(c.text, c.completion_tokens) for c in got] == [(c.text, c.completion_tokens) for c in expected]
+    assert engine.runner.io.reads_landed >= len(items)
+
+
+def test_answers_with_a_schema_validate(engines, loaded_demo, model_settings):
+    """A row with a schema reads its first token before its first decode step; a
+    stale token there is one its grammar refuses, and the request fails."""
+    grammars = Grammars(loaded_demo.tokenizer)
+    chosen = ["flat", "nested", "anyOf", "enum list"]
+    items = [with_schema(prepared_for(loaded_demo, model_settings, SIZES[i], seed=i, max_tokens=160), SCHEMAS[name])
+             for i, name in enumerate(chosen)]
+    items.append(prepared_for(loaded_demo, model_settings, (640, 480), seed=9, max_tokens=12))
+    answers = submit(engines(max_batch_size=4), grammars, items)
+    for name, answer in zip(chosen, answers):
+        assert answer.finish_reason == "stop", (name, answer.text)
+        jsonschema.validate(json.loads(answer.text), SCHEMAS[name])
+
+
+def test_a_rows_mask_can_be_set_again_before_the_device_read_the_last_one(loaded_demo, model_settings):
+    """Defect 2 of issue 21: a mask's pinned host buffer was refilled while the copy
+    queued from it might not have run yet (a prefill sets a row's mask twice)."""
+    grammars = Grammars(loaded_demo.tokenizer)
+    output = with_schema(prepared_for(loaded_demo, model_settings, (336, 336)), SCHEMAS["flat"])[1].response_format
+    constraint = grammars.constraint(output)
+    engine = ContinuousEngine(loaded_demo, dataclasses.replace(model_settings, max_batch_size=2), ModelMetrics())
+    runner = engine.runner
+    runner.io = AsyncBoundary()
+    engine.prepare()
+    with torch.inference_mode():  # as on the engine's thread
+        runner.set_mask(0, constraint)
+        first = runner.bitmask[0].clone()
+        assert constraint.accept(loaded_demo.tokenizer.convert_tokens_to_ids("{"))  # the grammar moves on
+        runner.set_mask(0, constraint)   # no wait in between: the first copy may still be queued
+        runner.set_mask(1, constraint)
+        runner.io.synchronize()
+    assert runner.io.races == []
+    assert not torch.equal(first, runner.bitmask[0]) and torch.equal(runner.bitmask[0], runner.bitmask[1])
