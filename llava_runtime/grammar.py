@@ -41,15 +41,6 @@ class Constraint:
 
     def __init__(self, matcher, output: StructuredOutput, vocab: int):
         self.matcher, self.output, self.matcher_vocab = matcher, output, vocab
-        self._staging: torch.Tensor | None = None
-
-    def staged_mask(self, words: int, pin: bool) -> torch.Tensor:
-        """This job's next-token mask in a host buffer of its own (pinned on CUDA), for a
-        non-blocking copy to the device: nothing else writes it while the copy may run."""
-        if self._staging is None:
-            self._staging = torch.empty(words, dtype=torch.int32, pin_memory=pin)
-        self.fill(self._staging)
-        return self._staging
 
     def fill(self, mask_row: torch.Tensor) -> None:
         """Write the allowed-next-token bits into `mask_row` (int32, contiguous, on the CPU).

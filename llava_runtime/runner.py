@@ -13,9 +13,12 @@ Rows are padded up to the bucket; padding rows are inactive and write only the
 scratch position. A capture that fails, or whose replay does not give the eager
 step's tokens, is logged and the engine runs the same step uncaptured.
 
-Results reach the host through `TokenRead`: one non-blocking copy of the step's
-tokens into pinned memory plus an event, read by the engine one step later, so
-the GPU already runs the next step while the host streams and checks stops.
+Results reach the host through `TokenRead`: one non-blocking copy of the launch's
+tokens into pinned memory plus a marker after it, waited on when the engine reads
+them (one step later for a decode step), so the GPU already runs the next step
+while the host streams and checks stops. Every copy and wait goes through
+`self.io` (transfers.py), whose pinned buffers are reused only once the device is
+done with them.
 """
 from __future__ import annotations
 
@@ -43,30 +46,28 @@ GRAPHS_OFF, GRAPHS_CAPTURED, GRAPHS_FAILED = "off", "captured", "failed"
 
 
 class TokenRead:
-    """Tokens of one launch on their way to the host; `jobs[i]` owns `tokens()[i]`."""
+    """Tokens of one launch on their way to the host; `jobs[i]` owns `tokens()[i]`.
+    The copy lands in pinned memory some time after it is queued: `tokens()` waits
+    for the marker recorded after it first (transfers.py)."""
 
-    def __init__(self, io, source: torch.Tensor, jobs: list, buffer: torch.Tensor, started: float, start=None,
+    def __init__(self, io, source: torch.Tensor, jobs: list, ring: transfers.HostRing, started: float, start=None,
                  decode: bool = True):
         self.jobs, self.started, self.decode = jobs, started, decode
-        self._io = io
+        self._io, self._start = io, start
+        index, buffer = ring.take()
         self._host = buffer[:len(jobs)]
         io.to_host(source[:len(jobs)], self._host)
-        self._start, self._end = start, None
-        if start is not None:
-            self._end = io.mark(timing=True)
-        self._cpu_seconds = time.monotonic() - started
+        self._ready = io.mark(timing=start is not None)
+        ring.copied(index, self._ready)
 
     def tokens(self) -> list[int]:
-        if self._end is not None:
-            self._io.wait(self._end)
+        self._io.wait(self._ready)
         return self._host.tolist()
 
     @property
     def seconds(self) -> float:
-        """Device time of the launch (CUDA events), or its wall time on the CPU."""
-        if self._end is not None:
-            return self._end.seconds_since(self._start)
-        return self._cpu_seconds
+        """Device time from `start` to the copy (CUDA events), or wall time on the CPU."""
+        return self._ready.seconds_since(self._start) if self._start is not None else 0.0
 
 
 class Runner:
@@ -103,8 +104,10 @@ class Runner:
         # Each row's allowed next tokens, one bit per vocabulary id (all set: unconstrained).
         self.bitmask = torch.full((rows, bitmask_words(self.decoder.lm_head.out_features)), -1, dtype=torch.int32,
                                   device=self.device)
-        self._buffers = [self.io.host_tensor(rows, torch.int64) for _ in range(_READ_BUFFERS)]
-        self._next_buffer = 0
+        self._reads = transfers.HostRing(self.io, _READ_BUFFERS, rows, torch.int64)
+        # Masks are staged here for their copy to the device; a prefill sets its row's
+        # mask twice, and each decode step every constrained row's.
+        self._masks = transfers.HostRing(self.io, 2 * rows + 2, self.bitmask.shape[1], torch.int32)
 
     def prefill_peak_bytes(self, prompt_tokens: int, images: int, tiles: int, image_size: int) -> int:
         """Activation memory the largest prefill needs beyond what is allocated now
@@ -139,8 +142,10 @@ class Runner:
 
     def set_mask(self, row: int, constraint) -> None:
         """The tokens `row`'s grammar allows next, for the next step that decodes it."""
-        staged = constraint.staged_mask(self.bitmask.shape[1], pin=self.cuda)
+        index, staged = self._masks.take()
+        constraint.fill(staged)
         self.io.to_device(self.bitmask[row], staged)
+        self._masks.copied(index, self.io.mark())
 
     def activate(self, row: int, position: int) -> None:
         """The row's prompt is in its slot and its first token in `tokens`: decode from `position`."""
@@ -161,9 +166,7 @@ class Runner:
         self.deactivate(src)
 
     def read(self, rows: slice, jobs: list, started: float, start=None, decode: bool = True) -> TokenRead:
-        buffer = self._buffers[self._next_buffer]
-        self._next_buffer = (self._next_buffer + 1) % _READ_BUFFERS
-        return TokenRead(self.io, self.tokens[rows], jobs, buffer, started, start, decode)
+        return TokenRead(self.io, self.tokens[rows], jobs, self._reads, started, start, decode)
 
     # ------------------------------------------------------------ prefill
 

@@ -10,6 +10,7 @@ On CUDA a `non_blocking` copy is queued on the stream and the call returns at on
   has completed.
 On the CPU every copy is done when the call returns, so neither mistake shows in a
 CPU test; tests/async_device.py is a Boundary that behaves as CUDA does, on the CPU.
+`HostRing` holds the pinned buffers and the markers that make their reuse safe.
 """
 from __future__ import annotations
 
@@ -81,3 +82,28 @@ class HostBoundary:
 def for_device(device) -> CudaBoundary | HostBoundary:
     return CudaBoundary(device) if device.type == "cuda" else HostBoundary()
 
+
+
+class HostRing:
+    """Pinned host buffers used in turn for copies in either direction. A buffer is
+    handed out again only once the marker recorded after its last copy has completed,
+    so no copy still queued on the device reads (or lands in) a buffer the host is
+    writing (or reading)."""
+
+    def __init__(self, boundary, count: int, shape, dtype):
+        self.boundary = boundary
+        self.buffers = [boundary.host_tensor(shape, dtype) for _ in range(count)]
+        self._markers: list[Marker | None] = [None] * count
+        self._next = 0
+
+    def take(self) -> tuple[int, torch.Tensor]:
+        index = self._next
+        self._next = (index + 1) % len(self.buffers)
+        if self._markers[index] is not None:
+            self.boundary.wait(self._markers[index])
+            self._markers[index] = None
+        return index, self.buffers[index]
+
+    def copied(self, index: int, marker: Marker) -> None:
+        """The copy from or into buffer `index` was queued before `marker`."""
+        self._markers[index] = marker

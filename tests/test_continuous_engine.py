@@ -1,20 +1,26 @@
 """The continuous engine on the real demo model, in-process: its answers are the
 generate engine's token for token, rows join and leave between steps, and
-faults stay with the requests they touched."""
+faults stay with the requests they touched. Each continuous engine here copies
+to and from its device as asynchronously as CUDA does (tests/async_device.py)."""
 import dataclasses
+import json
 import time
 
+import jsonschema
 import pytest
 
 from llava_runtime import kv_slots
 from llava_runtime.continuous_engine import ContinuousEngine
 from llava_runtime.errors import ApiError
 from llava_runtime.faults import Faults
+from llava_runtime.grammar import Grammars
 from llava_runtime.inputs import Limits, parse_chat, prepare
 from llava_runtime.loader import BootError
 from llava_runtime.metrics import ModelMetrics
 from tests import images
+from tests.async_device import AsyncBoundary
 from tests.test_engine import SIZES, build, prepared_for, wait_idle
+from tests.test_structured_output import SCHEMAS, submit, with_schema
 
 
 @pytest.fixture()
@@ -22,7 +28,9 @@ def make_engine(loaded_demo, model_settings):
     engines = []
 
     def make(kind="continuous", faults=None, pad_rows=False, **overrides):
-        engine = build(kind, loaded_demo, model_settings, faults=faults, **overrides)
+        # Every continuous engine here copies to and from its "device" as CUDA does (asynchronously).
+        boundary = AsyncBoundary() if kind == "continuous" else None
+        engine = build(kind, loaded_demo, model_settings, faults=faults, boundary=boundary, **overrides)
         if kind == "continuous":
             engine.runner.pad_rows = pad_rows  # the rows padding CUDA graphs use, here on the CPU
         engines.append(engine)
@@ -31,6 +39,8 @@ def make_engine(loaded_demo, model_settings):
     yield make
     for engine in engines:
         engine.stop(grace_s=5)
+        if isinstance(engine, ContinuousEngine):
+            assert engine.runner.io.races == []
 
 
 @pytest.fixture()
@@ -338,3 +348,33 @@ def test_a_one_token_answer_needs_no_decode_step(make_engine, reference, loaded_
     got = [job.result(timeout=60) for job in submit_all(engine, items)]
     assert same(got, reference(items[:1]) * 3)
     assert engine.metrics.registry.get_sample_value("llava_model_decode_step_seconds_count") == 0
+
+
+# ------------------------------------------------------------------ copies as asynchronous as CUDA's
+
+def test_greedy_answers_match_generate_token_for_token(make_engine, loaded_demo, model_settings):
+    """Defect 1 of issue 21: a prefill's token was read from the pinned buffer before
+    its copy landed, so every answer's first token was whatever the buffer held."""
+    items = [prepared_for(loaded_demo, model_settings, SIZES[i], seed=i, max_tokens=(1, 9, 17, 5)[i % 4])
+             for i in range(6)]
+    reference = make_engine("generate", max_batch_size=1)
+    expected = [reference.submit(p, params, f"ref{i}").result(timeout=120) for i, (p, params) in enumerate(items)]
+    engine = make_engine(max_batch_size=4, pad_rows=True)
+    got = [job.result(timeout=120) for job in [engine.submit(p, params, f"a{i}") for i, (p, params) in
+                                                  enumerate(items)]]
+    assert [(c.text, c.completion_tokens) for c in got] == [(c.text, c.completion_tokens) for c in expected]
+    assert engine.runner.io.reads_landed >= len(items)
+
+
+def test_answers_with_a_schema_validate(make_engine, loaded_demo, model_settings):
+    """A row with a schema reads its first token before its first decode step; a
+    stale token there is one its grammar refuses, and the request fails."""
+    grammars = Grammars(loaded_demo.tokenizer)
+    chosen = ["flat", "nested", "anyOf", "enum list"]
+    items = [with_schema(prepared_for(loaded_demo, model_settings, SIZES[i], seed=i, max_tokens=160), SCHEMAS[name])
+             for i, name in enumerate(chosen)]
+    items.append(prepared_for(loaded_demo, model_settings, (640, 480), seed=9, max_tokens=12))
+    answers = submit(make_engine(max_batch_size=4, pad_rows=True), grammars, items)
+    for name, answer in zip(chosen, answers):
+        assert answer.finish_reason == "stop", (name, answer.text)
+        jsonschema.validate(json.loads(answer.text), SCHEMAS[name])

@@ -1,19 +1,18 @@
-"""The continuous engine against a device whose copies are asynchronous, as CUDA's
-are (tests/async_device.py), on the CPU: a token read before its copy landed, or a
-host buffer rewritten before the device read it, fails here rather than on a GPU."""
+"""The double of a device whose copies are asynchronous, as CUDA's are
+(tests/async_device.py): it behaves as CUDA does, and the runner's host buffers are
+safe on it. Every continuous engine of test_continuous_engine.py runs on it, so a
+token read before its copy landed, or a host buffer rewritten before the device
+read it, fails on the CPU rather than on a GPU."""
 import dataclasses
-import json
 
-import jsonschema
-import pytest
 import torch
 
 from llava_runtime.continuous_engine import ContinuousEngine
 from llava_runtime.grammar import Grammars
 from llava_runtime.metrics import ModelMetrics
 from tests.async_device import POISON, AsyncBoundary
-from tests.test_engine import SIZES, build, prepared_for
-from tests.test_structured_output import SCHEMAS, submit, with_schema
+from tests.test_engine import prepared_for
+from tests.test_structured_output import SCHEMAS, with_schema
 
 # ------------------------------------------------------------------ the double itself behaves as CUDA does
 
@@ -50,62 +49,7 @@ def test_a_host_source_rewritten_before_the_device_read_it_is_a_race():
     assert len(io.races) == 1            # rewriting the same values is no race
 
 
-# ------------------------------------------------------------------ the engine on it
-
-def async_engine(loaded, model_settings, **overrides) -> ContinuousEngine:
-    engine = ContinuousEngine(loaded, dataclasses.replace(model_settings, **overrides), ModelMetrics())
-    engine.runner.io = AsyncBoundary()
-    engine.runner.pad_rows = True  # the rows padding CUDA graphs use
-    engine.prepare()
-    return engine.start()
-
-
-@pytest.fixture()
-def engines(loaded_demo, model_settings):
-    made = []
-
-    def make(kind="continuous", **overrides):
-        if kind == "continuous":
-            engine = async_engine(loaded_demo, model_settings, **overrides)
-        else:
-            engine = build(kind, loaded_demo, model_settings, **overrides)
-        made.append(engine)
-        return engine
-
-    yield make
-    for engine in made:
-        engine.stop(grace_s=5)
-        if isinstance(engine, ContinuousEngine):
-            assert engine.runner.io.races == []
-
-
-def test_greedy_answers_match_generate_token_for_token(engines, loaded_demo, model_settings):
-    """Defect 1 of issue 21: a prefill's token was read from the pinned buffer before
-    its copy landed, so every answer's first token was whatever the buffer held."""
-    items = [prepared_for(loaded_demo, model_settings, SIZES[i], seed=i, max_tokens=(1, 9, 17, 5)[i % 4])
-             for i in range(6)]
-    reference = engines("generate", max_batch_size=1)
-    expected = [reference.submit(p, params, f"ref{i}").result(timeout=120) for i, (p, params) in enumerate(items)]
-    engine = engines(max_batch_size=4)
-    got = [job.result(timeout=120) for job in [engine.submit(p, params, f"a{i}") for i, (p, params) in
-                                                  enumerate(items)]]
-    assert [(c.text, c.completion_tokens) for c in got] == [(c.text, c.completion_tokens) for c in expected]
-    assert engine.runner.io.reads_landed >= len(items)
-
-
-def test_answers_with_a_schema_validate(engines, loaded_demo, model_settings):
-    """A row with a schema reads its first token before its first decode step; a
-    stale token there is one its grammar refuses, and the request fails."""
-    grammars = Grammars(loaded_demo.tokenizer)
-    chosen = ["flat", "nested", "anyOf", "enum list"]
-    items = [with_schema(prepared_for(loaded_demo, model_settings, SIZES[i], seed=i, max_tokens=160), SCHEMAS[name])
-             for i, name in enumerate(chosen)]
-    items.append(prepared_for(loaded_demo, model_settings, (640, 480), seed=9, max_tokens=12))
-    answers = submit(engines(max_batch_size=4), grammars, items)
-    for name, answer in zip(chosen, answers):
-        assert answer.finish_reason == "stop", (name, answer.text)
-        jsonschema.validate(json.loads(answer.text), SCHEMAS[name])
-
+# ------------------------------------------------------------------ the runner on it
 
 def test_a_rows_mask_can_be_set_again_before_the_device_read_the_last_one(loaded_demo, model_settings):
     """Defect 2 of issue 21: a mask's pinned host buffer was refilled while the copy
