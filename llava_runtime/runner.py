@@ -23,7 +23,6 @@ done with them.
 from __future__ import annotations
 
 import logging
-import time
 
 import torch
 

@@ -40,7 +40,10 @@ def demo_model_dir(tmp_path_factory):
 def model_settings(demo_model_dir):
     from llava_runtime.settings import ModelSettings
 
-    return ModelSettings.from_env({"MODEL_PATH": "demo", "DEMO_MODEL_DIR": str(demo_model_dir), "WARMUP_REQUESTS": "1"})
+    # LLAVA_TEST_DTYPE: bench/gpu_session.sh runs the engine tests on CUDA in float32
+    # (token for token against generate); elsewhere the default (float32 on the CPU).
+    return ModelSettings.from_env({"MODEL_PATH": "demo", "DEMO_MODEL_DIR": str(demo_model_dir), "WARMUP_REQUESTS": "1",
+                                   "DTYPE": os.environ.get("LLAVA_TEST_DTYPE", "auto")})
 
 
 @pytest.fixture(scope="session")
