@@ -54,15 +54,16 @@ class ModelMetrics:
         self.cuda_graphs = Gauge("llava_model_cuda_graphs", "Decode-step CUDA graphs captured (0: eager steps)",
                                  registry=r)
         self.cuda_graph_capture_failed = Gauge("llava_model_cuda_graph_capture_failed",
-                                               "1 when capturing the decode step failed and steps run uncaptured",
+                                               "Decode-step shapes whose CUDA graph failed to capture or to replay "
+                                               "as the eager step, so they run uncaptured (the log names them)",
                                                registry=r)
         self.oom = Counter("llava_model_oom_events", "CUDA out-of-memory errors caught in a batch", registry=r)
         self.ready = Gauge("llava_model_ready", "1 once the model is loaded and warmed up", registry=r)
         self.load_seconds = Gauge("llava_model_load_seconds", "Seconds spent loading the weights", registry=r)
         self.warmup_seconds = Gauge("llava_model_warmup_seconds", "Seconds spent in warmup", registry=r)
         self.decode_compiled = Gauge("llava_model_decode_compiled",
-                                     "ENGINE=generate: 1 while the decode step runs compiled (static KV cache + "
-                                     "torch.compile), 0 eager",
+                                     "1 while the decode step runs compiled (torch.compile; generate: with a static KV "
+                                     "cache), 0 uncompiled",
                                      registry=r)
         self.gpu_used = Gauge("llava_model_gpu_memory_used_bytes", "GPU memory allocated by this process", registry=r)
         self.gpu_total = Gauge("llava_model_gpu_memory_total_bytes", "GPU memory of the device", registry=r)

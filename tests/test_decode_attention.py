@@ -66,3 +66,38 @@ def test_the_kernel_matches_sdpa_under_the_interpreter(case):
                           cwd=ROOT, env=child_env({"TRITON_INTERPRET": "1"}), capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0 and "matches SDPA" in done.stdout, done.stdout[-3000:] + done.stderr[-5000:]
+
+
+def engine_matches_generate(demo_model_dir: str) -> None:
+    """Run in the child: the continuous engine with its decode attention on the kernel
+    answers two requests decoding together as generate does, token for token."""
+    import dataclasses
+
+    from llava_runtime import step_kernels
+    from llava_runtime.loader import Progress, load_model
+    from llava_runtime.settings import ModelSettings
+    from tests.test_engine import build, prepared_for
+
+    settings = ModelSettings.from_env({"MODEL_PATH": "demo", "DEMO_MODEL_DIR": demo_model_dir,
+                                       "MAX_MODEL_LEN": "2048"})  # fewer positions: the interpreter is slow
+    loaded = load_model(settings, Progress())
+    items = [prepared_for(loaded, settings, size, seed=i, max_tokens=n)
+             for i, (size, n) in enumerate([((336, 336), 5), ((300, 200), 3)])]
+    reference = build("generate", loaded, settings, max_batch_size=1)
+    expected = [reference.submit(p, params, f"r{i}").result(timeout=120) for i, (p, params) in enumerate(items)]
+    engine = build("continuous", loaded, dataclasses.replace(settings, max_batch_size=2, prefill_chunk_tokens=4096))
+    engine.runner.attention = step_kernels.TRITON  # what prepare chooses on CUDA
+    got = [job.result(timeout=300) for job in [engine.submit(p, params, f"c{i}") for i, (p, params) in
+                                                enumerate(items)]]
+    for engine_ in (reference, engine):
+        engine_.stop(grace_s=5)
+    assert [(c.text, c.completion_tokens) for c in got] == [(c.text, c.completion_tokens) for c in expected]
+    assert max(c.batch_size for c in got) == 2
+    print("the engine with the kernel matches generate")
+
+
+def test_the_engine_with_the_kernel_answers_as_generate(demo_model_dir):
+    code = f"from tests.test_decode_attention import engine_matches_generate as run; run({str(demo_model_dir)!r})"
+    done = subprocess.run(python("-c", code), cwd=ROOT, env=child_env({"TRITON_INTERPRET": "1"}),
+                          capture_output=True, text=True, timeout=280)
+    assert done.returncode == 0 and "matches generate" in done.stdout, done.stdout[-3000:] + done.stderr[-5000:]
