@@ -248,14 +248,14 @@ class ContinuousEngine(EngineThread):
             longest = max(job.kv_len for job in jobs) + 1
             sampled = any(job.params.temperature > 0 for job in jobs)
             constrained = any(job.constraint is not None for job in jobs)
-            padded, attend = self.runner.decode(len(jobs), longest, sampled, constrained)
+            read = self.runner.decode(len(jobs), longest, sampled, constrained)
         except Exception as exc:
             self._fail(jobs, exc, "decode")
             return
         pending.append(self.runner.read(slice(0, len(jobs)), jobs, started, start))
         self.metrics.batch_size.observe(len(jobs))
         live = sum(job.kv_len + 1 for job in jobs)
-        self.metrics.attention_read_ratio.observe(padded * attend / live)
+        self.metrics.attention_read_ratio.observe((read or live) / live)
         for job in jobs:
             job.kv_len += 1
             job.launched += 1

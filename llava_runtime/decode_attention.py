@@ -116,14 +116,15 @@ def _next_power_of_2(n: int) -> int:
 
 def attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, lengths: torch.Tensor,
            scale: float) -> torch.Tensor:
-    """q (rows, heads, dim); keys, values (slots >= rows, kv heads, positions, dim), the
+    """q (rows, heads, dim); keys, values (slots >= rows, kv heads, positions, dim), their
     last dim contiguous; lengths (rows,): row r attends to positions [0, lengths[r]) of
     slot r (0: nothing, output 0). Returns (rows, heads, dim) in q's dtype."""
+    q = q.contiguous()  # a no-op for the step's own q; a compiled step may hand over other strides
     rows, heads, dim = q.shape
     kv_heads, positions = keys.shape[1], keys.shape[2]
     group = heads // kv_heads
     splits = triton.cdiv(positions, SPLIT)
-    assert q.stride(2) == 1 and keys.stride(3) == 1 and values.stride(3) == 1 and heads == group * kv_heads
+    assert keys.stride(3) == 1 and values.stride(3) == 1 and heads == group * kv_heads
     out = torch.empty_like(q)
     acc = torch.empty(rows, heads, splits, dim, dtype=torch.float32, device=q.device)
     maxes = torch.empty(rows, heads, splits, dtype=torch.float32, device=q.device)

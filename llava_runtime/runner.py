@@ -220,9 +220,10 @@ class Runner:
             return self.length
         return kv_slots.attention_length(longest, self.length)
 
-    def decode(self, rows: int, longest: int, sampled: bool = True, constrained: bool = True) -> tuple[int, int]:
+    def decode(self, rows: int, longest: int, sampled: bool = True, constrained: bool = True) -> int | None:
         """Launch one decode step for rows [0, rows) whose longest will hold `longest`
-        positions after it. Returns the (rows, attention length) it ran at. `sampled`
+        positions after it. Returns the KV positions its attention reads per layer
+        (None: exactly those its rows hold, the Triton kernel). `sampled`
         False (every row greedy) runs the step without the sampling sort; `constrained`
         False (no row has a grammar) lets an uncaptured step skip the masks."""
         shape = (self.padded(rows), self.attended(longest), sampled)
@@ -231,7 +232,7 @@ class Runner:
             graph.replay()
         else:
             self.step(*shape, constrained=constrained)
-        return shape[:2]
+        return None if self.attention == step_kernels.TRITON else shape[0] * shape[1]
 
     def step(self, rows: int, attend: int, sampled: bool = True, constrained: bool = True) -> None:
         """One decode step over rows [0, rows), attention over at most the first
