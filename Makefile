@@ -49,7 +49,6 @@ GPU_WHEELS := transformers==5.24.0 tokenizers==0.23.3 flask==3.1.3 werkzeug==3.1
 	pytest==9.2.0 pluggy==1.7.0 iniconfig==2.3.1 pytest-timeout==2.4.0
 GPU_PYTHON ?= 3.12
 gpu-wheels:
-	@grep -qx '/.whl/' .git/info/exclude || echo '/.whl/' >> .git/info/exclude
 	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version $(GPU_PYTHON) --implementation cp \
 	  --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
 	  --platform manylinux2014_x86_64 --platform manylinux_2_31_x86_64 -d .whl $(GPU_WHEELS)

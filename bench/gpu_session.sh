@@ -9,9 +9,9 @@
 # servers and tests this starts inherit (harness/procs.py keeps it).
 # 1. The engine's correctness suite on CUDA, float32, demo model: the continuous engine
 #    against generate, greedy, token for token (CUDA graphs and the Triton attention
-#    kernel in play), within TESTS_SECONDS (150).
+#    kernel in play), within TESTS_SECONDS (120).
 # 2. python -m bench.gpu "$@" (the card, then ENGINE=continuous, then generate) within
-#    BENCH_SECONDS (390); it writes gpu.md as each figure lands.
+#    BENCH_SECONDS (330); it writes gpu.md as each figure lands.
 # Each step is bounded with SIGINT (then KILL 30 s later), so a slow one leaves the
 # others' results; the results are printed at the end whatever happened, and the exit
 # status says whether every step passed. Results and logs land in $OUT (or bench/results).
@@ -58,14 +58,14 @@ tests=(
 )
 if [ -n "${GPU_SESSION_TESTS:-}" ]; then read -r -a tests <<< "$GPU_SESSION_TESTS"; fi
 note "1/2 the engine's correctness suite, float32 on the demo model (${#tests[@]} tests)"
-LLAVA_TEST_DTYPE=float32 bounded "${TESTS_SECONDS:-150}" "$out/engine-tests.log" \
+LLAVA_TEST_DTYPE=float32 LLAVA_TEST_DECODE_MODE=eager bounded "${TESTS_SECONDS:-120}" "$out/engine-tests.log" \
   python3 -m pytest -q -p no:cacheprovider "${tests[@]}"
 rc=$?
 [ $rc -eq 0 ] || status=1
 note "correctness suite: exit $rc; $(grep -E '(passed|failed|error)' "$out/engine-tests.log" | tail -n 1)"
 
 note "2/2 python -m bench.gpu $*"
-bounded "${BENCH_SECONDS:-390}" "$out/bench-gpu.log" python3 -m bench.gpu --output "$out/gpu.md" "$@"
+bounded "${BENCH_SECONDS:-330}" "$out/bench-gpu.log" python3 -m bench.gpu --output "$out/gpu.md" "$@"
 rc=$?
 [ $rc -eq 0 ] || status=1
 note "bench.gpu: exit $rc (130 = stopped by its time limit, figures kept)"

@@ -222,7 +222,7 @@ class ContinuousEngine(EngineThread):
             return
         del self._embeds[job]
         job.launched, job.kv_len, job.batch_size = 1, job.prepared.prompt_tokens, len(self.scheduler.running) + 1
-        first = self.runner.read(slice(chunk.row, chunk.row + 1), [job], time.monotonic(), decode=False)
+        first = self.runner.read(slice(chunk.row, chunk.row + 1), [job], decode=False)
         if job.constraint is None:
             pending.append(first)
         else:  # its grammar must see the first token before the mask of its first decode step
@@ -240,7 +240,6 @@ class ContinuousEngine(EngineThread):
 
     def _decode(self, pending) -> None:
         jobs = list(self.scheduler.running)
-        started = time.monotonic()
         try:
             if self.faults is not None:
                 self.faults.before_generate(len(jobs))
@@ -252,7 +251,7 @@ class ContinuousEngine(EngineThread):
         except Exception as exc:
             self._fail(jobs, exc, "decode")
             return
-        pending.append(self.runner.read(slice(0, len(jobs)), jobs, started, start))
+        pending.append(self.runner.read(slice(0, len(jobs)), jobs, start))
         self.metrics.batch_size.observe(len(jobs))
         live = sum(job.kv_len + 1 for job in jobs)
         self.metrics.attention_read_ratio.observe((read or live) / live)

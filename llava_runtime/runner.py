@@ -36,13 +36,14 @@ from .step_graphs import StepGraphs, check_same
 
 log = logging.getLogger(__name__)
 # Rows buckets the decode step is captured for (up to the number of slots, which is
-# always one too). A padding row reads a whole slot in attention, so buckets are
-# dense: every count to 8, then steps of at most a quarter, which keeps a step's
-# reads within ~1.25x of what its rows hold (llava_model_attention_read_ratio).
+# always one too). With SDPA a padding row reads a whole slot in attention, so
+# buckets are dense: every count to 8, then steps of at most a quarter, which keeps
+# a step's reads within ~1.25x of what its rows hold (llava_model_attention_read_ratio).
+# With the Triton kernel a padding row reads nothing but still costs its share of
+# the dense work, so the same buckets serve.
 ROW_BUCKETS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192,
                224, 256)
 _READ_BUFFERS = 8     # pinned host buffers in rotation (the engine keeps at most 3 reads pending)
-
 
 
 class TokenRead:
@@ -50,9 +51,9 @@ class TokenRead:
     The copy lands in pinned memory some time after it is queued: `tokens()` waits
     for the marker recorded after it first (transfers.py)."""
 
-    def __init__(self, io, source: torch.Tensor, jobs: list, ring: transfers.HostRing, started: float, start=None,
+    def __init__(self, io, source: torch.Tensor, jobs: list, ring: transfers.HostRing, start=None,
                  decode: bool = True):
-        self.jobs, self.started, self.decode = jobs, started, decode
+        self.jobs, self.decode = jobs, decode
         self._io, self._start = io, start
         index, buffer = ring.take()
         self._host = buffer[:len(jobs)]
@@ -167,8 +168,10 @@ class Runner:
         self.params.copy_row(src, dst)
         self.deactivate(src)
 
-    def read(self, rows: slice, jobs: list, started: float, start=None, decode: bool = True) -> TokenRead:
-        return TokenRead(self.io, self.tokens[rows], jobs, self._reads, started, start, decode)
+    def read(self, rows: slice, jobs: list, start=None, decode: bool = True) -> TokenRead:
+        """The tokens of rows `rows` on their way to the host; `start` (a marker from
+        before the launch) times it."""
+        return TokenRead(self.io, self.tokens[rows], jobs, self._reads, start, decode)
 
     # ------------------------------------------------------------ prefill
 
