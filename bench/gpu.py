@@ -160,7 +160,10 @@ def measure(mode: str, checkpoint: Path, args, device: str, report: Report, work
         health = requests.get(url + "/health", timeout=10).json()
         if health.get("engine") != mode:
             raise RuntimeError(f"asked for ENGINE={mode}, the server ran {health.get('engine')}")
-        report.add(mode, "decode", health.get("decode"))
+        compiled = {True: "compiled layers", False: "uncompiled layers"}.get(health.get("compiled"))
+        report.add(mode, "decode", ", ".join(str(part) for part in (
+            health.get("decode"), health.get("cudaGraphs") and f"graphs {health['cudaGraphs']}",
+            health.get("attention") and f"{health['attention']} attention", compiled) if part))
         log(f"{mode}: ready in {ready_s:.1f}s ({health.get('decode')}); time to first token and batch-1 decode")
         # Measured on whole completions, not on streamed text: random weights may
         # emit tokens that decode to nothing. TTFT = a 1-token completion; decode
