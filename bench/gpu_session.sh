@@ -32,10 +32,11 @@ bounded() {  # seconds, log file, command...
   return "${PIPESTATUS[0]}"
 }
 
-if compgen -G ".whl/*.whl" >/dev/null; then
+wheels="${WHEELS_DIR:-.whl}"  # make gpu-wheels' folder (tests point it elsewhere)
+if compgen -G "$wheels/*.whl" >/dev/null; then
   site="${TMPDIR:-/tmp}/llava-gpu-site"
-  note "installing $(ls .whl/*.whl | wc -l) wheels into $site"
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" .whl/*.whl \
+  note "installing $(ls "$wheels"/*.whl | wc -l) wheels into $site"
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" "$wheels"/*.whl \
     || { note "wheel install failed"; status=1; }
   export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 fi

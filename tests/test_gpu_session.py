@@ -62,6 +62,7 @@ def test_the_session_runs_on_a_python_whose_packages_are_on_pythonpath_only(tmp_
     venv.create(bare, with_pip=False)                           # python3 with no packages of its own
     out = tmp_path / "out"
     env = {"PATH": f"{bare / 'bin'}:/usr/bin:/bin", "PYTHONPATH": str(site), "OUT": str(out),
+           "WHEELS_DIR": str(tmp_path / "no-wheels"),  # the GPU_WHEELS are in `site` already
            "GPU_SESSION_TESTS": "tests/test_continuous_engine.py::test_one_request_is_answered_as_generate_answers_it"}
     session = Proc(["bash", "bench/gpu_session.sh", "--tiny", "--allow-cpu", "--engines", "continuous", "--tokens", "4",
                     "--repeats", "1", "--concurrency", "2", "--no-schema"], env=env, log=tmp_path / "session.log")
