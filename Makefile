@@ -39,13 +39,17 @@ bench-admission: install
 bench-gpu: install
 	$(PY) -m bench.gpu
 
-# Wheels the GPU machine lacks (Python 3.12, manylinux x86_64) for bench/gpu_session.sh.
-# (notes/gpu-h100-measured.md: the machine's own huggingface-hub, werkzeug and click serve these.)
-GPU_WHEELS := transformers==5.24.0 tokenizers==0.23.3 flask==3.1.3 waitress==3.0.2 itsdangerous==2.2.0 blinker==1.9.0 \
-	llguidance==1.9.1 jsonschema==4.26.0 jsonschema-specifications==2025.9.1 referencing==0.37.0 rpds-py==2026.9.1
+# Wheels the GPU machine lacks for bench/gpu_session.sh: it has torch (2.11, CUDA 13), transformers
+# (5.17), prometheus-client, requests, numpy, Pillow and their dependencies, nothing else; this is
+# what the model process, bench.gpu and the engine tests import beyond that (tests/test_gpu_session.py
+# runs the session on exactly that set). Python 3.12, manylinux x86_64, unless GPU_PYTHON says otherwise.
+GPU_WHEELS := transformers==5.24.0 tokenizers==0.23.3 flask==3.1.3 werkzeug==3.1.9 waitress==3.0.2 \
+	itsdangerous==2.2.0 blinker==1.9.0 llguidance==1.9.1 jsonschema==4.26.0 jsonschema-specifications==2025.9.1 \
+	referencing==0.37.0 rpds-py==2026.9.1 attrs==26.1.0 \
+	pytest==9.2.0 pluggy==1.7.0 iniconfig==2.3.1 pytest-timeout==2.4.0
+GPU_PYTHON ?= 3.12
 gpu-wheels:
-	@grep -qx '/.whl/' .git/info/exclude || echo '/.whl/' >> .git/info/exclude
-	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version $(GPU_PYTHON) --implementation cp \
 	  --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
 	  --platform manylinux2014_x86_64 --platform manylinux_2_31_x86_64 -d .whl $(GPU_WHEELS)
 

@@ -5,33 +5,36 @@ preprocessing and batching are included. Nothing is downloaded.
     python -m bench.gpu                # on a CUDA host; without one it says so and exits
     python -m bench.gpu --tiny --allow-cpu   # the same path at demo size (smoke test)
 
-Reports process start to ready, time to first token for one 672x672 image, decode
-tokens/s at batch 1, aggregate tokens/s at concurrency 8 and 16 (fixed new tokens),
-p50/p95 latency at concurrency 8 and GPU memory for each engine, one server each,
-side by side: ENGINE=generate (static batches through `generate`, its compiled
-decode step on a GPU) and ENGINE=continuous (KV slots, continuous batching, CUDA
-graphs). Each figure stands beside its physical ceiling (`Ceiling`: the weights
-and every row's KV read once per decode step at the card's memory bandwidth, the
-prefill at its matrix throughput) and the issue's target. Writes bench/results/gpu.md.
-Both engines fit in about 6 minutes on an H100.
+First the card (bench/card.py: device-to-device copy bandwidth, bf16 matrix
+throughput), then, for each engine (one server each, ENGINE=continuous first):
+process start to ready, time to first token for one 672x672 image, decode tokens/s
+at batch 1, aggregate tokens/s at concurrency 8 and 16 (fixed new tokens), p50/p95
+latency at concurrency 8, structured output and GPU memory. Each figure stands
+beside the ceiling computed from the card's two numbers (bench/ceiling.py) and its
+target, as a fraction of the ceiling with pass/miss. bench/results/gpu.md is
+rewritten as each figure lands (bench/gpu_report.py): a time limit's SIGINT or a
+failed part leaves every figure measured before it. Both engines take about 6
+minutes on an H100.
 """
 from __future__ import annotations
 
 import argparse
-import datetime
+import json
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
 from bench import load
+from bench.ceiling import Ceiling, Shapes
+from bench.gpu_report import MISSING, Report, rows
 from bench.run_cpu import QC_SCHEMA, b64, jpeg
-from harness.procs import Proc, free_port, python
+from harness.procs import Proc, child_env, free_port, python
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # ../shared/notes/llava-offline.md: llava-hf/llava-v1.6-vicuna-7b-hf
@@ -43,43 +46,7 @@ VISION_TINY = dict(VISION_7B, hidden_size=32, intermediate_size=64, num_hidden_l
                    projection_dim=32)
 TEXT_TINY = dict(TEXT_7B, vocab_size=1024, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                  num_attention_heads=4, num_key_value_heads=4)
-SGLANG_TOKENS_S = 135.6        # Llama-3-8B decode at batch 1 (anchors.md)
-ENGINES = ("generate", "continuous")
-# Targets of the continuous engine on an H100 (the issue that built it).
-TARGETS = {"ready_s": 45.0, "ttft": 0.100, "batch1": 170.0, 8: 480.0, 16: 580.0, "p95_8": 2.0}
-
-
-@dataclass(frozen=True)
-class Ceiling:
-    """What the card allows for this work (notes/gpu-h100-measured.md): a decode step
-    reads the language model's weights plus every running row's KV once; a prefill
-    is 2 x parameters x prompt tokens of matrix work."""
-    bandwidth: float = 3.35e12           # bytes/s, H100 SXM HBM3 (H200: 4.8e12)
-    matrix_flops: float = 600e12         # bf16, what a 3k-token prefill reaches in practice (~70 ms measured)
-    weight_bytes: float = 13.2 * 2**30   # the language model's bf16 weights
-    kv_per_token: float = 0.5 * 2**20    # 32 layers x 2 x 32 heads x 128 x 2 bytes
-    parameters: float = 6.9e9            # language model + vision tower, per prompt token
-
-    @classmethod
-    def for_device(cls, name: str) -> "Ceiling":
-        return cls(bandwidth=4.8e12) if "H200" in name else cls()
-
-    def step_s(self, rows: int, prompt: int, new: int) -> float:
-        held = prompt + new / 2  # on average over the answer
-        return (self.weight_bytes + rows * held * self.kv_per_token) / self.bandwidth
-
-    def prefill_s(self, prompt: int) -> float:
-        return 2 * self.parameters * prompt / self.matrix_flops
-
-    def batch1(self, prompt: int, new: int) -> float:
-        return 1 / self.step_s(1, prompt, new)
-
-    def aggregate(self, rows: int, prompt: int, new: int) -> float:
-        """tokens/s of `rows` requests served together, their prefills counted."""
-        return rows * new / (rows * self.prefill_s(prompt) + new * self.step_s(rows, prompt, new))
-
-    def latency(self, rows: int, prompt: int, new: int) -> float:
-        return rows * self.prefill_s(prompt) + new * self.step_s(rows, prompt, new)
+ENGINES = ("continuous", "generate")  # the engine this benchmark is for first: a time limit cuts the other
 
 
 def build_checkpoint(out: Path, tiny: bool) -> Path:
@@ -106,16 +73,20 @@ def build_checkpoint(out: Path, tiny: bool) -> Path:
     return out
 
 
-def count_prompt_tokens(checkpoint: Path) -> int:
-    """Prompt tokens of the benchmark's request (one 672x672 image + its text)."""
-    from transformers import AutoProcessor
+def count_tokens(checkpoint: Path) -> tuple[int, int]:
+    """Prompt tokens of the benchmark's request (one 672x672 image + its text), and
+    the patches the vision tower sees for it (tiles x (patches per tile + 1))."""
+    from transformers import AutoConfig, AutoProcessor
 
     from llava_runtime.inputs import Limits, parse_chat, prepare
     from llava_runtime.settings import ModelSettings
 
     processor = AutoProcessor.from_pretrained(checkpoint)
     request = parse_chat(chat(0, 1), Limits(ModelSettings()))
-    return prepare(request, processor, 1 << 20, processor.tokenizer.convert_tokens_to_ids("<image>")).prompt_tokens
+    prepared = prepare(request, processor, 1 << 20, processor.tokenizer.convert_tokens_to_ids("<image>"))
+    tiles, _, size, _ = prepared.pixel_values.shape[-4:]
+    patch = AutoConfig.from_pretrained(checkpoint).vision_config.patch_size
+    return prepared.prompt_tokens, tiles * ((size // patch) ** 2 + 1)
 
 
 def metric(url: str, name: str) -> float | None:
@@ -152,113 +123,73 @@ def schema_cost(url: str, mode: str) -> tuple[float, float]:
     tokens = max(1, round(constrained.tokens / 16))
     free = load.run(send, [chat(6000 + i, tokens) for i in range(16)], 8, f"[gpu] {mode}, free text")
     if constrained.errors or free.errors:
-        raise SystemExit(f"schema runs failed: {constrained.labels} {free.labels}")
+        raise RuntimeError(f"schema runs failed: {constrained.labels} {free.labels}")
     return constrained.tokens_per_s, free.tokens_per_s
 
 
-def measure(mode: str, checkpoint: Path, args, device: str) -> dict:
-    """One llava_server.py with ENGINE=mode: start, measure, stop."""
+def measure_card(timeout: float) -> dict:
+    """bench/card.py in a child process: this process never holds a CUDA context."""
+    done = subprocess.run(python("-m", "bench.card"), env=child_env(), capture_output=True, text=True,
+                          timeout=timeout, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def log(text: str) -> None:
+    print(f"[gpu] {text}", file=sys.stderr, flush=True)
+
+
+def measure(mode: str, checkpoint: Path, args, device: str, report: Report, work: Path) -> None:
+    """One llava_server.py with ENGINE=mode: start, measure (each figure into `report`
+    as it lands), stop."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {"MODEL_PATH": str(checkpoint), "RANDOM_WEIGHTS": "1", "MODEL_PORT": str(port), "MAX_QUEUE": "64",
            "WARMUP_REQUESTS": "3", "MAX_BATCH_SIZE": str(args.max_batch_size),
-           "MAX_NEW_TOKENS_LIMIT": str(max(1024, args.tokens)), "ENGINE": mode, "LOG_LEVEL": "warning"}
-    print(f"[gpu] ENGINE={mode}: starting llava_server.py on the {'tiny' if args.tiny else '7B'} architecture, "
-          f"random weights, on {device}" + (" (the warmup builds the compiled step)" if mode == "generate" else ""),
-          file=sys.stderr)
+           "MAX_NEW_TOKENS_LIMIT": str(max(1024, args.tokens)), "ENGINE": mode, "LOG_LEVEL": "warning",
+           "COMPILE_CACHE_DIR": str(args.compile_cache)}
+    log(f"ENGINE={mode}: starting llava_server.py on the {'tiny' if args.tiny else '7B'} architecture, random "
+        f"weights, on {device}" + (" (the warmup builds the compiled step)" if mode == "generate" else ""))
     started = time.perf_counter()
-    with Proc(python("llava_server.py"), env=env) as server:
+    server = Proc(python("llava_server.py"), env=env, log=work / f"server-{mode}.log", name=f"llava_server {mode}")
+    log(f"{mode}: server pid {server.pid}")
+    try:
         server.wait_for(url + "/health", 200, timeout=1800)
         ready_s = time.perf_counter() - started
-        print(f"[gpu] {mode}: ready in {ready_s:.1f}s; measuring time to first token and batch-1 decode",
-              file=sys.stderr)
+        report.add(mode, "ready_s", {"ready_s": ready_s, "load_s": metric(url, "llava_model_load_seconds") or 0.0,
+                                     "warmup_s": metric(url, "llava_model_warmup_seconds") or 0.0})
+        health = requests.get(url + "/health", timeout=10).json()
+        if health.get("engine") != mode:
+            raise RuntimeError(f"asked for ENGINE={mode}, the server ran {health.get('engine')}")
+        compiled = {True: "compiled layers", False: "uncompiled layers"}.get(health.get("compiled"))
+        report.add(mode, "decode", ", ".join(str(part) for part in (
+            health.get("decode"), health.get("cudaGraphs") and f"graphs {health['cudaGraphs']}",
+            health.get("attention") and f"{health['attention']} attention", compiled) if part))
+        log(f"{mode}: ready in {ready_s:.1f}s ({health.get('decode')}); time to first token and batch-1 decode")
         # Measured on whole completions, not on streamed text: random weights may
         # emit tokens that decode to nothing. TTFT = a 1-token completion; decode
         # rate = the extra tokens over the extra time of a longer one.
         ttft = statistics.median(completion_seconds(url, chat(i, 1)) for i in range(args.repeats))
+        report.add(mode, "ttft", ttft)
         full = statistics.median(completion_seconds(url, chat(100 + i, args.tokens)) for i in range(args.repeats))
-        rows = []
+        report.add(mode, "batch1", (args.tokens - 1) / (full - ttft) if full > ttft else float("nan"))
         for concurrency in args.concurrency:
             bodies = [chat(1000 * concurrency + i, args.tokens) for i in range(2 * concurrency)]
             result = load.run(load.post_json(url + "/v1/chat/completions"), bodies, concurrency,
                               f"[gpu] {mode}, concurrency {concurrency}")
             if result.errors:
-                raise SystemExit(f"{result.errors} requests failed at concurrency {concurrency}: {result.labels}")
-            rows.append((concurrency, result))
-        schema = schema_cost(url, mode) if args.schema else None
-        health = requests.get(url + "/health", timeout=10).json()
-        if health.get("engine") != mode:
-            raise SystemExit(f"asked for ENGINE={mode}, the server ran {health.get('engine')}: see its log")
-        return {"ready_s": ready_s, "decode": health.get("decode"), "rows_held": health.get("rows"), "schema": schema,
-                "load_s": metric(url, "llava_model_load_seconds") or 0.0,
-                "warmup_s": metric(url, "llava_model_warmup_seconds") or 0.0, "ttft": ttft,
-                "batch1": (args.tokens - 1) / max(full - ttft, 1e-9), "rows": rows,
-                "memory": metric(url, "llava_model_gpu_memory_used_bytes") or 0.0}
-
-
-def report(results: dict, args, argv_text: str, device: str, prompt_tokens: int) -> str:
-    import torch
-
-    ceiling = Ceiling.for_device(device)
-    engines = list(results)
-    new = args.tokens
-
-    def row(name: str, values: list[str], limit: str, target: str = "") -> str:
-        return f"| {name} | " + " | ".join(values) + f" | {limit} | {target} |"
-
-    def cells(key, fmt) -> list[str]:
-        return [fmt(key(r)) for r in results.values()]
-
-    lines = ["# GPU benchmark: LLaVA-1.6-7B architecture, random bf16 weights, real llava_server.py", "",
-             f"Command: `python -m bench.gpu {argv_text}`  ",
-             f"Date: {datetime.datetime.now():%Y-%m-%d %H:%M}, device: {device}, torch {torch.__version__}, "
-             f"MAX_BATCH_SIZE={args.max_batch_size}, one 672x672 image per request ({prompt_tokens} prompt tokens), "
-             f"{new} new tokens each (min_tokens), greedy"
-             + (" — TINY smoke-test architecture, not a measurement of the 7B model" if args.tiny else ""), "",
-             "generate = `ENGINE=generate` (static batches through transformers' generate, compiled decode step on "
-             "a GPU); continuous = `ENGINE=continuous` (KV slots, rows join and leave between steps, CUDA graphs). "
-             "Ceiling: weights + each row's KV read once per step at the card's bandwidth, prefill at "
-             f"{ceiling.matrix_flops / 1e12:.0f} TFLOP/s.", "",
-             "| measurement | " + " | ".join(engines) + " | ceiling | target (continuous) |",
-             "|---|" + "---|" * (len(engines) + 2),
-             row("process start to ready (load + warmup)",
-                 cells(lambda r: r, lambda r: f"{r['ready_s']:.1f} s (weights {r['load_s']:.1f} s, warmup "
-                                              f"{r['warmup_s']:.1f} s)"), "weights load + seconds",
-                 f"<= {TARGETS['ready_s']:.0f} s"),
-             row(f"time to first token, alone, median of {args.repeats}",
-                 cells(lambda r: r["ttft"], lambda v: f"{v * 1000:.0f} ms"),
-                 f"{ceiling.prefill_s(prompt_tokens) * 1000:.0f} ms", f"<= {TARGETS['ttft'] * 1000:.0f} ms"),
-             row("decode at batch 1", cells(lambda r: r["batch1"], lambda v: f"{v:.1f} tokens/s"),
-                 f"{ceiling.batch1(prompt_tokens, new):.0f} tokens/s", f">= {TARGETS['batch1']:.0f} tokens/s")]
-    for index, concurrency in enumerate(args.concurrency):
-        lines.append(row(f"aggregate at concurrency {concurrency} (prefill counted)",
-                         cells(lambda r: r["rows"][index][1].tokens_per_s, lambda v: f"{v:.0f} tokens/s"),
-                         f"{ceiling.aggregate(concurrency, prompt_tokens, new):.0f} tokens/s",
-                         f">= {TARGETS[concurrency]:.0f} tokens/s" if concurrency in TARGETS else ""))
-        if concurrency == 8:
-            lines.append(row("latency at concurrency 8: p50 / p95",
-                             cells(lambda r: r["rows"][index][1],
-                                   lambda v: f"{v.p50:.2f} s / {v.percentile(0.95):.2f} s"),
-                             f"{ceiling.latency(8, prompt_tokens, new):.2f} s", f"p95 <= {TARGETS['p95_8']:.1f} s"))
-    if args.schema:
-        lines.append(row("structured output: tokens/s at concurrency 8 with a JSON Schema / free text of as many "
-                         "tokens", cells(lambda r: r["schema"], lambda v: f"{v[0]:.0f} / {v[1]:.0f} = "
-                                                                        f"{v[0] / v[1]:.2f}x"), "", ""))
-    lines += [row("decode step as served (`/health` decode)", cells(lambda r: r["decode"], str), "", ""),
-              row("GPU memory allocated after the runs (continuous: KV rows preallocated)",
-                  cells(lambda r: r, lambda r: f"{r['memory'] / 2**30:.1f} GiB"
-                        + (f", {r['rows_held']} KV rows" if r.get("rows_held") else "")), "", ""), ""]
-    for mode, r in results.items():
-        lines.append(f"{mode}: batch-1 decode is {r['batch1'] / ceiling.batch1(prompt_tokens, new):.0%} of the "
-                     f"ceiling and {r['batch1'] / SGLANG_TOKENS_S:.0%} of what SGLang reaches for a 7-8B model "
-                     f"(~{SGLANG_TOKENS_S:.0f} tokens/s).  ")
-    if len(results) == 2:
-        a, b = results["generate"], results["continuous"]
-        lines.append(f"continuous / generate: batch-1 decode {b['batch1'] / a['batch1']:.2f}x; " + "; ".join(
-            f"concurrency {c} {b['rows'][i][1].tokens_per_s / a['rows'][i][1].tokens_per_s:.2f}x"
-            for i, c in enumerate(args.concurrency)) + ".")
-    lines.append(f"Whole run: {args.elapsed_s:.0f} s.")
-    return "\n".join(lines) + "\n"
+                raise RuntimeError(f"{result.errors} requests failed at concurrency {concurrency}: {result.labels}")
+            report.add(mode, f"aggregate_{concurrency}", result.tokens_per_s)
+            if concurrency == 8:
+                report.add(mode, "latency_8", (result.p50, result.percentile(0.95)))
+        if args.schema:
+            report.add(mode, "schema", schema_cost(url, mode))
+        report.add(mode, "memory", {"bytes": metric(url, "llava_model_gpu_memory_used_bytes") or 0.0,
+                                    "rows": health.get("rows")})
+    except BaseException:
+        log(f"{mode}: the server's last output:\n{server.tail(3000)}")
+        raise
+    finally:
+        server.stop()
 
 
 def main(argv=None) -> int:
@@ -271,10 +202,12 @@ def main(argv=None) -> int:
     parser.add_argument("--no-schema", dest="schema", action="store_false",
                         help="skip the structured-output run (needs the llguidance and jsonschema wheels)")
     parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES),
-                        help="engines to measure, one server each (default: both, side by side)")
+                        help="engines to measure, one server each, in this order (default: continuous, generate)")
     parser.add_argument("--max-batch-size", type=int, default=16,
                         help="MAX_BATCH_SIZE of the model process (the generate engine's batch, the continuous "
                              "engine's most rows)")
+    parser.add_argument("--compile-cache", default=str(Path(tempfile.gettempdir()) / "llava-gpu-bench-compile"),
+                        help="COMPILE_CACHE_DIR of the servers (kept between runs: a second run starts warm)")
     parser.add_argument("--output", default=str(RESULTS / "gpu.md"))
     args = parser.parse_args(argv)
 
@@ -284,21 +217,50 @@ def main(argv=None) -> int:
         print("bench.gpu: no CUDA GPU here; this benchmark needs one (run it on a GPU host). Nothing measured.")
         return 0
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
+    command = " ".join(sys.argv[1:] if argv is None else argv)
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="llava-gpu-bench-"))
+    header = [f"Command: `python -m bench.gpu {command}`  ",
+              f"Device: {device}, torch {torch.__version__}, MAX_BATCH_SIZE={args.max_batch_size}, one 672x672 "
+              f"image per request, {args.tokens} new tokens each (min_tokens), greedy"
+              + (" - TINY smoke-test architecture, not a measurement of the 7B model" if args.tiny else ""), "",
+              "continuous = `ENGINE=continuous` (KV slots, rows join and leave between steps, CUDA graphs); "
+              "generate = `ENGINE=generate` (static batches through transformers' generate, compiled decode step "
+              "on a GPU)."]
+    report = Report(Path(args.output), list(args.engines),
+                    "GPU benchmark: LLaVA-1.6-7B architecture, random bf16 weights, real llava_server.py", header,
+                    rows(args.concurrency, args.repeats))
+    status = 0
     try:
+        report.write()
+        log("measuring the card: device-to-device copy bandwidth, matrix throughput")
+        card = measure_card(timeout=300)
         checkpoint = build_checkpoint(work / "llava-7b-random", args.tiny)
-        prompt_tokens = count_prompt_tokens(checkpoint)
-        results = {mode: measure(mode, checkpoint, args, device) for mode in args.engines}
+        from transformers import AutoConfig
+
+        prompt, vision = count_tokens(checkpoint)
+        report.set_card(card, Ceiling(card["copy_bytes_per_s"], card["matmul_flops"],
+                                      Shapes.of(AutoConfig.from_pretrained(checkpoint)), prompt, vision, args.tokens))
+        for mode in args.engines:
+            try:
+                measure(mode, checkpoint, args, device, report, work)
+            except Exception as exc:  # one engine's failure must not cost the other's figures
+                report.note(f"{mode}: failed after {time.perf_counter() - started:.0f} s: "
+                            f"{type(exc).__name__}: {str(exc).strip()[:400]}")
+                status = 1
+    except KeyboardInterrupt:  # `timeout -s INT`: keep what was measured
+        report.note(f"stopped after {time.perf_counter() - started:.0f} s (SIGINT: a time limit); every figure "
+                    f"above was measured before it; '{MISSING}' ones were not reached")
+        status = 130
+    except Exception as exc:
+        report.note(f"failed after {time.perf_counter() - started:.0f} s: {type(exc).__name__}: "
+                    f"{str(exc).strip()[:400]}")
+        status = 1
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    args.elapsed_s = time.perf_counter() - started
-
-    text = report(results, args, " ".join(sys.argv[1:] if argv is None else argv), device, prompt_tokens)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(text)
-    print(text)
-    return 0
+        report.note(f"Whole run: {time.perf_counter() - started:.0f} s.")
+        print(report.render())
+    return status
 
 
 if __name__ == "__main__":

@@ -23,9 +23,12 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
-# Where programs and the home directory are, who runs them, locale and time zone, and
-# where temporary files go. Nothing any of our processes reads as a setting.
-INHERITED = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+# Where programs, packages (a machine whose packages are on PYTHONPATH only, as the GPU
+# machine's are: bench/gpu_session.sh), shared libraries and the home directory are,
+# which GPU this machine lends, who runs them, locale and time zone, and where
+# temporary files go. Nothing any of our processes reads as a setting.
+INHERITED = ("PATH", "PYTHONPATH", "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES", "HOME", "USER", "LOGNAME", "LANG",
+             "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
 # What every child gets: output line by line, and no network (the README's tests
 # need none; the Makefile sets HF_HUB_OFFLINE=1 for `make test` and `make demo`).
 BASE = {"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}

@@ -29,13 +29,13 @@ import time
 
 import torch
 
-from . import errors, kv_slots
+from . import errors, kv_slots, step_kernels
 from .engine_thread import EngineThread
 from .errors import ApiError
 from .grammar import GrammarFailure
 from .jobs import CANCELLED, Job, eos_token_ids
 from .loader import BootError
-from .runner import GRAPHS_CAPTURED, Runner, TokenRead
+from .runner import Runner, TokenRead
 from .sampling import row_seed
 from .scheduler import Move, Scheduler
 
@@ -64,23 +64,32 @@ class ContinuousEngine(EngineThread):
 
     # ------------------------------------------------------------ start-up
 
-    def prepare(self, on_progress=None, capture: bool | None = None) -> None:
-        """Size and allocate the KV slots, then capture the decode step (by default on
-        CUDA with CUDA_GRAPHS on). Raises BootError when not even one row fits."""
+    def prepare(self, on_progress=None, capture: bool | None = None, compiled: bool | None = None) -> None:
+        """Size and allocate the KV slots, choose the step's attention and compile it
+        (by default on CUDA with COMPILE_DECODE_STEP on), then capture it (by default
+        on CUDA with CUDA_GRAPHS on). Raises BootError when not even one row fits."""
+        settings, runner = self.settings, self.runner
         with torch.inference_mode():
             rows = self._rows_that_fit()
-            self.runner.allocate(rows)
-            self.scheduler = Scheduler(rows, self.settings.max_queue, self.settings.prefill_chunk_tokens)
-            log.info("KV cache: %d rows of %d tokens, %.2f GiB (%s)", rows, self.length, self.runner.kv.nbytes / 2**30,
-                     "MAX_BATCH_SIZE" if rows == self.settings.max_batch_size else "memory")
+            runner.allocate(rows)
+            self.scheduler = Scheduler(rows, settings.max_queue, settings.prefill_chunk_tokens)
+            log.info("KV cache: %d rows of %d tokens, %.2f GiB (%s)", rows, self.length, runner.kv.nbytes / 2**30,
+                     "MAX_BATCH_SIZE" if rows == settings.max_batch_size else "memory")
             self.metrics.kv_slots.set(rows)
             self.metrics.rows_free.set(rows)
-            if capture if capture is not None else (self.runner.cuda and self.settings.cuda_graphs):
+            compiled = compiled if compiled is not None else (runner.cuda and settings.compile_decode_step)
+            if compiled:
+                step_kernels.compile_cache(settings.compile_cache_path)
+            runner.prepare_step(settings.decode_attention, compiled, on_progress=on_progress)
+            if capture if capture is not None else (runner.cuda and settings.cuda_graphs):
                 if on_progress:
-                    on_progress(f"capturing CUDA graphs of the decode step ({len(self.runner.shapes())} shapes)")
-                self.runner.capture(on_progress)
-            self.metrics.cuda_graphs.set(len(self.runner.graphs))
-            self.metrics.cuda_graph_capture_failed.set(1 if self.runner.graph_error else 0)
+                    on_progress(f"capturing CUDA graphs of the decode step ({len(runner.shapes())} shapes)")
+                runner.capture(on_progress)
+            self.metrics.cuda_graphs.set(len(runner.graphs.graphs))
+            self.metrics.cuda_graph_capture_failed.set(len(runner.graphs.failed))
+            self.metrics.decode_compiled.set(1 if runner.parts.compiled else 0)
+            log.info("decode step: %s attention, %s, CUDA graphs %s", runner.attention,
+                     "compiled" if runner.parts.compiled else "not compiled", runner.graphs.state)
 
     def _rows_that_fit(self) -> int:
         per_row, cap = self.runner.slot_bytes(), self.settings.max_batch_size
@@ -109,11 +118,12 @@ class ContinuousEngine(EngineThread):
 
     def describe(self) -> dict:
         """What /health reports about the engine."""
-        return {"engine": NAME, "rows": self.rows, "maxModelLen": self.length, "cudaGraphs": self.runner.graph_state}
+        return {"engine": NAME, "rows": self.rows, "maxModelLen": self.length, "cudaGraphs": self.runner.graphs.state,
+                "attention": self.runner.attention, "compiled": self.runner.parts.compiled}
 
     @property
     def decode_mode(self) -> str:
-        return "cuda-graphs" if self.runner.graph_state == GRAPHS_CAPTURED else "eager"
+        return "cuda-graphs" if self.runner.graphs.graphs else "eager"
 
     # ------------------------------------------------------------ public
 
@@ -213,7 +223,7 @@ class ContinuousEngine(EngineThread):
             return
         del self._embeds[job]
         job.launched, job.kv_len, job.batch_size = 1, job.prepared.prompt_tokens, len(self.scheduler.running) + 1
-        first = self.runner.read(slice(chunk.row, chunk.row + 1), [job], time.monotonic(), decode=False)
+        first = self.runner.read(slice(chunk.row, chunk.row + 1), [job], decode=False)
         if job.constraint is None:
             pending.append(first)
         else:  # its grammar must see the first token before the mask of its first decode step
@@ -233,25 +243,21 @@ class ContinuousEngine(EngineThread):
 
     def _decode(self, pending) -> None:
         jobs = list(self.scheduler.running)
-        started = time.monotonic()
         try:
             if self.faults is not None:
                 self.faults.before_generate(len(jobs))
-            start_event = None
-            if self.runner.cuda:
-                start_event = torch.cuda.Event(enable_timing=True)
-                start_event.record()
+            start = self.runner.io.mark(timing=True)
             longest = max(job.kv_len for job in jobs) + 1
             sampled = any(job.params.temperature > 0 for job in jobs)
             constrained = any(job.constraint is not None for job in jobs)
-            padded, attend = self.runner.decode(len(jobs), longest, sampled, constrained)
+            read = self.runner.decode(len(jobs), longest, sampled, constrained)
         except Exception as exc:
             self._fail(jobs, exc, "decode")
             return
-        pending.append(self.runner.read(slice(0, len(jobs)), jobs, started, start_event))
+        pending.append(self.runner.read(slice(0, len(jobs)), jobs, start))
         self.metrics.batch_size.observe(len(jobs))
         live = sum(job.kv_len + 1 for job in jobs)
-        self.metrics.attention_read_ratio.observe(padded * attend / live)
+        self.metrics.attention_read_ratio.observe((read or live) / live)
         for job in jobs:
             job.kv_len += 1
             job.launched += 1

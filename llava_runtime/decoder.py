@@ -9,6 +9,13 @@ reads each row's slot up to a given length with a mask of the positions it holds
 The arithmetic is the Llama layer's (transformers' modeling_llama), so greedy
 answers match `generate` token for token (tested).
 
+Every layer runs as `project_layer` (norm, q/k/v, rotary), the KV write, attention,
+and `finish_layer` (o_proj, residual, norm, MLP); for a decode step (`decode`: one
+new token per row) the runner may hand in `torch.compile`d versions of the two
+parts (fused kernels; one compile serves every layer and every rows count). Its attention is
+either the Triton kernel over each row's length (decode_attention.py, CUDA) or
+SDPA over the first `attend` positions with a mask (the CPU, and the fallback).
+
 `prompt_embeddings` is LLaVA-NeXT's own input side: token embeddings with the
 vision tower's projected, packed image features scattered into the <image> places.
 """
@@ -17,6 +24,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from . import decode_attention
 from .kv_slots import KVSlots
 
 # rope_type values whose cos/sin depend on the position alone (not on the length of
@@ -77,27 +85,50 @@ class SlotDecoder:
         """
         rows, tokens = positions.shape
         slots = torch.arange(first_row, first_row + rows, device=positions.device).unsqueeze(1)
-        cos, sin = self.cos[positions].unsqueeze(1), self.sin[positions].unsqueeze(1)   # (rows, 1, tokens, dim)
+        cos, sin = self.cos[positions].unsqueeze(2), self.sin[positions].unsqueeze(2)   # (rows, tokens, 1, dim)
         mask = None
         if not causal_from_zero:
             key_positions = torch.arange(attend, device=positions.device)
             mask = (key_positions <= positions.unsqueeze(-1)).unsqueeze(1)             # (rows, 1, tokens, attend)
         for index, layer in enumerate(self.layers):
-            attention = layer.self_attn
-            normed = layer.input_layernorm(hidden)
-            q = attention.q_proj(normed).view(rows, tokens, self.heads, self.head_dim).transpose(1, 2)
-            k = attention.k_proj(normed).view(rows, tokens, self.kv_heads, self.head_dim).transpose(1, 2)
-            v = attention.v_proj(normed).view(rows, tokens, self.kv_heads, self.head_dim)
-            q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+            q, k, v = project_layer(layer, hidden, cos, sin, self.head_dim)             # (rows, tokens, heads, dim)
             keys, values = kv.keys(index), kv.values(index)
-            keys[slots, :, positions] = k.transpose(1, 2)                                  # (rows, tokens, heads, dim)
+            keys[slots, :, positions] = k
             values[slots, :, positions] = v
             out = F.scaled_dot_product_attention(
-                q, keys[first_row:first_row + rows, :, :attend], values[first_row:first_row + rows, :, :attend],
-                attn_mask=mask, is_causal=causal_from_zero, scale=self.scaling,
-                enable_gqa=self.kv_heads != self.heads)
-            hidden = hidden + attention.o_proj(out.transpose(1, 2).reshape(rows, tokens, -1))
-            hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+                q.transpose(1, 2), keys[first_row:first_row + rows, :, :attend],
+                values[first_row:first_row + rows, :, :attend], attn_mask=mask, is_causal=causal_from_zero,
+                scale=self.scaling, enable_gqa=self.kv_heads != self.heads)
+            hidden = finish_layer(layer, hidden, out.transpose(1, 2))
+        return hidden
+
+    def decode(self, hidden: torch.Tensor, positions: torch.Tensor, kv: KVSlots, attend: int,
+               lengths: torch.Tensor | None = None, project=None, finish=None) -> torch.Tensor:
+        """One token for each of rows [0, rows): hidden (rows, 1, width) at `positions`
+        (rows,). Each row's key and value are written at its position of its slot, then
+        it attends to its slot's positions [0, lengths[row]) with the Triton kernel, or,
+        without `lengths`, to the first `attend` positions up to its own with SDPA.
+        `project` and `finish` replace the plain layer parts (compiled versions)."""
+        project, finish = project or project_layer, finish or finish_layer
+        rows = hidden.shape[0]
+        slots = torch.arange(rows, device=positions.device)
+        cos, sin = self.cos[positions][:, None, None], self.sin[positions][:, None, None]  # (rows, 1, 1, dim)
+        mask = None
+        if lengths is None:
+            key_positions = torch.arange(attend, device=positions.device)
+            mask = (key_positions <= positions.unsqueeze(-1)).view(rows, 1, 1, attend)
+        for index, layer in enumerate(self.layers):
+            q, k, v = project(layer, hidden, cos, sin, self.head_dim)                     # (rows, 1, heads, dim)
+            keys, values = kv.keys(index), kv.values(index)
+            keys[slots, :, positions] = k[:, 0]
+            values[slots, :, positions] = v[:, 0]
+            if lengths is not None:
+                out = decode_attention.attend(q[:, 0], keys, values, lengths, self.scaling)
+            else:
+                out = F.scaled_dot_product_attention(
+                    q.transpose(1, 2), keys[:rows, :, :attend], values[:rows, :, :attend], attn_mask=mask,
+                    scale=self.scaling, enable_gqa=self.kv_heads != self.heads)
+            hidden = finish(layer, hidden, out)   # (rows, heads, [1,] dim): one token, so no transpose
         return hidden
 
     def prompt_embeddings(self, prepared) -> torch.Tensor:
@@ -114,6 +145,26 @@ class SlotDecoder:
             places = (ids == llava.config.image_token_id).unsqueeze(-1)
             embeds = embeds.masked_scatter(places, features)
         return embeds
+
+
+def project_layer(layer, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, head_dim: int):
+    """A layer's attention input: q (rows, tokens, heads, dim) and k, v (rows, tokens,
+    kv heads, dim), q and k rotated; hidden (rows, tokens, width), cos/sin (rows,
+    tokens, 1, dim)."""
+    attention = layer.self_attn
+    rows, tokens = hidden.shape[:2]
+    normed = layer.input_layernorm(hidden)
+    q = attention.q_proj(normed).view(rows, tokens, -1, head_dim)
+    k = attention.k_proj(normed).view(rows, tokens, -1, head_dim)
+    v = attention.v_proj(normed).view(rows, tokens, -1, head_dim)
+    return _rotate(q, cos, sin), _rotate(k, cos, sin), v
+
+
+def finish_layer(layer, hidden: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+    """The rest of the layer: output projection and residual, then norm, MLP and
+    residual; `attended` (rows, tokens, heads, dim), or any layout of one token's."""
+    hidden = hidden + layer.self_attn.o_proj(attended.reshape(hidden.shape))
+    return hidden + layer.mlp(layer.post_attention_layernorm(hidden))
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

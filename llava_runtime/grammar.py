@@ -80,16 +80,7 @@ class Constraint:
                  on_failure=None):
         self.matcher, self.output, self.matcher_vocab, self.budget = matcher, output, vocab, budget
         self._on_failure = on_failure  # counts a failure (metrics)
-        self._staging: torch.Tensor | None = None
         self.masks, self.mask_cpu_s = 0, 0.0   # masks computed and the engine thread's CPU time they took
-
-    def staged_mask(self, words: int, pin: bool) -> torch.Tensor:
-        """This job's next-token mask in a host buffer of its own (pinned on CUDA), for a
-        non-blocking copy to the device: nothing else writes it while the copy may run."""
-        if self._staging is None:
-            self._staging = torch.empty(words, dtype=torch.int32, pin_memory=pin)
-        self.fill(self._staging)
-        return self._staging
 
     def fill(self, mask_row: torch.Tensor) -> None:
         """Write the allowed-next-token bits into `mask_row` (int32, contiguous, on the CPU).

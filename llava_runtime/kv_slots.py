@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import torch
 
-# Attention reads a row's slot up to the longest running row rounded up to this
-# many positions (one CUDA graph per length bucket): measured on an H100, a 256
+# With SDPA (the CPU, and the fallback of the Triton kernel, which reads each row's
+# own length) attention reads a row's slot up to the longest running row rounded
+# up to this many positions (one CUDA graph per length bucket): measured on an H100, a 256
 # bucket reads ~9 % less than the whole 4,096-token slot at 3,000 live tokens and
 # keeps the graph count small (notes/gpu-h100-measured.md).
 ATTENTION_BUCKET = 256

@@ -65,8 +65,8 @@ class ModelMetrics:
                                  "eager steps)",
                                  registry=r)
         self.cuda_graph_capture_failed = Gauge("llava_model_cuda_graph_capture_failed",
-                                               "Continuous engine: 1 when capturing the decode step "
-                                               "failed and steps run uncaptured",
+                                               "Decode-step shapes whose CUDA graph failed to capture or to replay "
+                                               "as the eager step, so they run uncaptured (the log names them)",
                                                registry=r)
         self.grammar_compiles = Counter("llava_model_grammar_compiles",
                                         "Structured-output schemas compiled (a miss of the per-tenant grammar cache)",
@@ -80,8 +80,8 @@ class ModelMetrics:
         self.load_seconds = Gauge("llava_model_load_seconds", "Seconds spent loading the weights", registry=r)
         self.warmup_seconds = Gauge("llava_model_warmup_seconds", "Seconds spent in warmup", registry=r)
         self.decode_compiled = Gauge("llava_model_decode_compiled",
-                                     "ENGINE=generate: 1 while the decode step runs compiled (static KV cache + "
-                                     "torch.compile), 0 eager (also after a fallback)",
+                                     "1 while the decode step runs compiled (torch.compile; generate: with a static KV "
+                                     "cache), 0 uncompiled",
                                      registry=r)
         self.gpu_used = Gauge("llava_model_gpu_memory_used_bytes", "GPU memory allocated by this process (on a GPU)",
                               registry=r)

@@ -7,66 +7,68 @@ buffers, writes each row's keys and values into its slot, chooses the next token
 (sampling.py) and advances the buffers in place. The host only launches it and,
 between steps, starts, moves or stops rows with a few small device writes.
 
-On CUDA the step is captured once per (rows bucket, attention-length bucket)
-during warmup and replayed: one launch per step instead of ~1,000 kernel launches.
-Rows are padded up to the bucket; padding rows are inactive and write only the
-scratch position. A capture that fails, or whose replay does not give the eager
-step's tokens, is logged and the engine runs the same step uncaptured.
+On CUDA the step is captured once per step shape during start-up and replayed
+(step_graphs.py): with the Triton attention kernel a shape is a rows bucket (x
+greedy or sampling: a step whose rows are all greedy pays no vocabulary sort);
+with SDPA also an attention-length bucket. Rows are padded up to the bucket;
+padding rows are inactive and write only the scratch position. The layers' dense
+parts may be compiled inside those graphs (step_kernels.py).
 
-Results reach the host through `TokenRead`: one non-blocking copy of the step's
-tokens into pinned memory plus an event, read by the engine one step later, so
-the GPU already runs the next step while the host streams and checks stops.
+Results reach the host through `TokenRead`: one non-blocking copy of the launch's
+tokens into pinned memory plus a marker after it, waited on when the engine reads
+them (one step later for a decode step), so the GPU already runs the next step
+while the host streams and checks stops. Every copy and wait goes through
+`self.io` (transfers.py), whose pinned buffers are reused only once the device is
+done with them.
 """
 from __future__ import annotations
 
 import logging
-import time
 
 import torch
 
-from . import kv_slots, sampling
+from . import kv_slots, sampling, step_kernels, transfers
 from .decoder import SlotDecoder
 from .grammar import bitmask_words
 from .kv_slots import KVSlots
 from .sampling import RowParams
+from .step_graphs import StepGraphs, check_same
 
 log = logging.getLogger(__name__)
 # Rows buckets the decode step is captured for (up to the number of slots, which is
-# always one too). A padding row reads a whole slot in attention, so buckets are
-# dense: every count to 8, then steps of at most a quarter, which keeps a step's
-# reads within ~1.25x of what its rows hold (llava_model_attention_read_ratio).
+# always one too). With SDPA a padding row reads a whole slot in attention, so
+# buckets are dense: every count to 8, then steps of at most a quarter, which keeps
+# a step's reads within ~1.25x of what its rows hold (llava_model_attention_read_ratio).
+# With the Triton kernel a padding row reads nothing but still costs its share of
+# the dense work, so the same buckets serve.
 ROW_BUCKETS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192,
                224, 256)
 _READ_BUFFERS = 8     # pinned host buffers in rotation (the engine keeps at most 3 reads pending)
 
-GRAPHS_OFF, GRAPHS_CAPTURED, GRAPHS_FAILED = "off", "captured", "failed"
-
 
 class TokenRead:
-    """Tokens of one launch on their way to the host; `jobs[i]` owns `tokens()[i]`."""
+    """Tokens of one launch on their way to the host; `jobs[i]` owns `tokens()[i]`.
+    The copy lands in pinned memory some time after it is queued: `tokens()` waits
+    for the marker recorded after it first (transfers.py)."""
 
-    def __init__(self, source: torch.Tensor, jobs: list, buffer: torch.Tensor, started: float, start_event=None,
+    def __init__(self, io, source: torch.Tensor, jobs: list, ring: transfers.HostRing, start=None,
                  decode: bool = True):
-        self.jobs, self.started, self.decode = jobs, started, decode
+        self.jobs, self.decode = jobs, decode
+        self._io, self._start = io, start
+        index, buffer = ring.take()
         self._host = buffer[:len(jobs)]
-        self._host.copy_(source[:len(jobs)], non_blocking=True)
-        self._start, self._end = start_event, None
-        if start_event is not None:
-            self._end = torch.cuda.Event(enable_timing=True)
-            self._end.record()
-        self._cpu_seconds = time.monotonic() - started
+        io.to_host(source[:len(jobs)], self._host)
+        self._ready = io.mark(timing=start is not None)
+        ring.copied(index, self._ready)
 
     def tokens(self) -> list[int]:
-        if self._end is not None:
-            self._end.synchronize()
+        self._io.wait(self._ready)
         return self._host.tolist()
 
     @property
     def seconds(self) -> float:
-        """Device time of the launch (CUDA events), or its wall time on the CPU."""
-        if self._end is not None:
-            return self._start.elapsed_time(self._end) / 1000.0
-        return self._cpu_seconds
+        """Device time from `start` to the copy (CUDA events), or wall time on the CPU."""
+        return self._ready.seconds_since(self._start) if self._start is not None else 0.0
 
 
 class Runner:
@@ -74,12 +76,15 @@ class Runner:
         self.model, self.length = model, length
         self.device = model.device
         self.cuda = self.device.type == "cuda"
+        self.io = transfers.for_device(self.device)  # every host-device copy and wait (tests swap in a double)
         self.decoder = SlotDecoder(model, length)
         self.eos = torch.tensor(eos_ids, dtype=torch.int64, device=self.device)
         # Pad steps up to a rows bucket: needed for graphs; tests turn it on elsewhere.
         self.pad_rows = self.cuda if pad_rows is None else pad_rows
-        self.graphs: dict[tuple[int, int], torch.cuda.CUDAGraph] = {}
-        self.graph_state, self.graph_error = GRAPHS_OFF, ""
+        self.attention = step_kernels.SDPA
+        self.parts = step_kernels.LayerParts(compiled=False)
+        self.compile_backend = "inductor"  # tests compile on the CPU with a lighter one
+        self.graphs = StepGraphs()
         self.kv: KVSlots | None = None
         self.rows = 0
 
@@ -102,8 +107,10 @@ class Runner:
         # Each row's allowed next tokens, one bit per vocabulary id (all set: unconstrained).
         self.bitmask = torch.full((rows, bitmask_words(self.decoder.lm_head.out_features)), -1, dtype=torch.int32,
                                   device=self.device)
-        self._buffers = [torch.zeros(rows, dtype=torch.int64, pin_memory=self.cuda) for _ in range(_READ_BUFFERS)]
-        self._next_buffer = 0
+        self._reads = transfers.HostRing(self.io, _READ_BUFFERS, rows, torch.int64)
+        # Masks are staged here for their copy to the device; a prefill sets its row's
+        # mask twice, and each decode step every constrained row's.
+        self._masks = transfers.HostRing(self.io, 2 * rows + 2, self.bitmask.shape[1], torch.int32)
 
     def prefill_peak_bytes(self, prompt_tokens: int, images: int, tiles: int, image_size: int) -> int:
         """Activation memory the largest prefill needs beyond what is allocated now
@@ -138,8 +145,10 @@ class Runner:
 
     def set_mask(self, row: int, constraint) -> None:
         """The tokens `row`'s grammar allows next, for the next step that decodes it."""
-        staged = constraint.staged_mask(self.bitmask.shape[1], pin=self.cuda)
-        self.bitmask[row].copy_(staged, non_blocking=True)
+        index, staged = self._masks.take()
+        constraint.fill(staged)
+        self.io.to_device(self.bitmask[row], staged)
+        self._masks.copied(index, self.io.mark())
 
     def activate(self, row: int, position: int) -> None:
         """The row's prompt is in its slot and its first token in `tokens`: decode from `position`."""
@@ -159,10 +168,10 @@ class Runner:
         self.params.copy_row(src, dst)
         self.deactivate(src)
 
-    def read(self, rows: slice, jobs: list, started: float, start_event=None, decode: bool = True) -> TokenRead:
-        buffer = self._buffers[self._next_buffer]
-        self._next_buffer = (self._next_buffer + 1) % _READ_BUFFERS
-        return TokenRead(self.tokens[rows], jobs, buffer, started, start_event, decode)
+    def read(self, rows: slice, jobs: list, start=None, decode: bool = True) -> TokenRead:
+        """The tokens of rows `rows` on their way to the host; `start` (a marker from
+        before the launch) times it."""
+        return TokenRead(self.io, self.tokens[rows], jobs, self._reads, start, decode)
 
     # ------------------------------------------------------------ prefill
 
@@ -184,30 +193,61 @@ class Runner:
 
     # ------------------------------------------------------------ decode
 
+    def prepare_step(self, attention: str = step_kernels.AUTO, compiled: bool = False, on_progress=None) -> None:
+        """Choose the attention and the layer parts (step_kernels.py); when compiled,
+        compile now, one step per rows bucket with every row inactive, and fall back
+        to the plain parts if that fails. Call after `allocate`."""
+        self.attention = step_kernels.choose_attention(attention, self.decoder, self.device)
+        self.parts = step_kernels.LayerParts(compiled, self.compile_backend)
+        if not compiled:
+            return
+        if on_progress:
+            on_progress("compiling the decode step")
+        try:
+            for rows in sorted({rows for rows, _, _ in self.shapes()}, reverse=True):
+                self.step(rows, self.length)
+        except Exception as exc:  # compiling is an optimisation: never a reason not to serve
+            self.parts.give_up(exc)
+        finally:
+            self._reset_rows()
+
     def padded(self, rows: int) -> int:
         if not self.pad_rows:
             return rows
         return next((b for b in ROW_BUCKETS if b >= rows and b <= self.rows), self.rows)
 
-    def decode(self, rows: int, longest: int, sampled: bool = True, constrained: bool = True) -> tuple[int, int]:
+    def attended(self, longest: int) -> int:
+        """Positions a step reads per row: the Triton kernel takes each row's own
+        length; SDPA reads up to the longest row's length bucket."""
+        if self.attention == step_kernels.TRITON:
+            return self.length
+        return kv_slots.attention_length(longest, self.length)
+
+    def decode(self, rows: int, longest: int, sampled: bool = True, constrained: bool = True) -> int | None:
         """Launch one decode step for rows [0, rows) whose longest will hold `longest`
-        positions after it. Returns the (rows, attention length) it ran at. `sampled`
-        False (no row samples) and `constrained` False (no row has a grammar) let an
-        uncaptured step skip that arithmetic; a captured step always carries both."""
-        shape = (self.padded(rows), kv_slots.attention_length(longest, self.length))
+        positions after it. Returns the KV positions its attention reads per layer
+        (None: exactly those its rows hold, the Triton kernel). `sampled`
+        False (every row greedy) runs the step without the sampling sort; `constrained`
+        False (no row has a grammar) lets an uncaptured step skip the masks."""
+        shape = (self.padded(rows), self.attended(longest), sampled)
         graph = self.graphs.get(shape)
         if graph is not None:
             graph.replay()
         else:
-            self._step(*shape, sampled=sampled, constrained=constrained)
-        return shape
+            self.step(*shape, constrained=constrained)
+        return None if self.attention == step_kernels.TRITON else shape[0] * shape[1]
 
-    def _step(self, rows: int, attend: int, sampled: bool = True, constrained: bool = True) -> None:
-        """One decode step over rows [0, rows), attention over the first `attend`
-        positions of each slot. Only device work on preallocated buffers: capturable."""
+    def step(self, rows: int, attend: int, sampled: bool = True, constrained: bool = True) -> None:
+        """One decode step over rows [0, rows), attention over at most the first
+        `attend` positions of each slot. Only device work on preallocated buffers:
+        capturable."""
         tokens, positions, generated = self.tokens[:rows], self.positions[:rows], self.generated[:rows]
         hidden = self.decoder.embed(tokens).unsqueeze(1)
-        hidden = self.decoder.forward(hidden, positions.unsqueeze(1), self.kv, 0, attend)
+        lengths = None
+        if self.attention == step_kernels.TRITON:  # a row not decoding (at the scratch position) reads nothing
+            lengths = torch.where(positions < self.kv.scratch, positions + 1, 0)
+        hidden = self.decoder.decode(hidden, positions, self.kv, attend, lengths, self.parts.project,
+                                     self.parts.finish)
         chosen = sampling.choose(self.decoder.logits(hidden), generated, self.params.rows(rows), self.eos, sampled,
                                  self.bitmask[:rows] if constrained else None)
         active = self.active[:rows]
@@ -218,67 +258,49 @@ class Runner:
 
     # ------------------------------------------------------------ CUDA graphs
 
-    def shapes(self) -> list[tuple[int, int]]:
-        """Every (rows, attention length) a step can run at, largest first."""
+    def shapes(self) -> list[tuple[int, int, bool]]:
+        """Every (rows, attention length, sampling) a step can run at, largest first."""
         row_buckets = sorted({self.padded(n) for n in range(1, self.rows + 1)}, reverse=True)
-        lengths = sorted({kv_slots.attention_length(n, self.length) for n in range(1, self.length + 1)}, reverse=True)
-        return [(rows, attend) for rows in row_buckets for attend in lengths]
+        lengths = sorted({self.attended(n) for n in range(1, self.length + 1)}, reverse=True)
+        return [(rows, attend, sampled) for rows in row_buckets for attend in lengths for sampled in (True, False)]
 
     def capture(self, on_progress=None) -> None:
-        """Capture the decode step for every shape (all rows inactive), then check a
-        replay against the eager step. On any failure run uncaptured."""
-        shapes = self.shapes()
+        """Capture the decode step at every shape; a shape that fails runs uncaptured
+        (step_graphs.py). Replays are checked against the eager step at the full
+        attention length: every shape with the Triton kernel; with SDPA's length
+        buckets one per rows bucket and sampling, as the shorter ones run the same
+        kernels (checking all of them would cost minutes of start-up on the 7B)."""
         try:
-            pool = None
-            for done, shape in enumerate(shapes):
-                self._step(*shape)  # warm: lazy initialisation (cuBLAS, kernels) must not happen in capture
-                graph = self.record(shape, pool)
-                pool = pool or graph.pool()
-                self.graphs[shape] = graph
-                if on_progress and (done + 1) % 16 == 0:
-                    on_progress(f"capturing CUDA graphs: {done + 1}/{len(shapes)}")
-            self._sync()
-            for rows in sorted({rows for rows, _ in shapes}):
-                self._check_replay(rows, kv_slots.attention_length(self.length, self.length))
-        except Exception as exc:  # capture is an optimisation: never a reason not to serve
-            self.graphs.clear()
-            self.graph_state = GRAPHS_FAILED
-            self.graph_error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-            log.error("CUDA graph capture failed; decoding uncaptured (slower): %s", self.graph_error, exc_info=True)
-            self._sync()
-        else:
-            self.graph_state = GRAPHS_CAPTURED
-            log.info("captured %d CUDA graphs of the decode step (%d rows buckets x %d attention lengths)",
-                     len(self.graphs), len({r for r, _ in shapes}), len({a for _, a in shapes}))
+            self.graphs.capture(self, self.shapes(), on_progress, checked=lambda shape: shape[1] == self.length)
         finally:
             self._reset_rows()
 
-    def record(self, shape: tuple[int, int], pool):
+    def record(self, shape: tuple[int, int, bool], pool):
         """Capture the step at `shape` into a CUDA graph sharing `pool` (tests replace this
         on the CPU to run the capture logic without CUDA)."""
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=pool):
-            self._step(*shape)
+            self.step(*shape)
         return graph
 
-    def _sync(self) -> None:
-        if self.cuda:
-            torch.cuda.synchronize(self.device)
+    def synchronize(self) -> None:
+        self.io.synchronize()
 
-    def _check_replay(self, rows: int, attend: int) -> None:
+    def check_replay(self, shape: tuple[int, int, bool], graph) -> None:
         """Run one step eagerly and replayed from the same state; the tokens must agree."""
+        rows, attend, _ = shape
         self.positions[:rows] = torch.arange(rows, device=self.device) % attend
         self.tokens[:rows] = torch.arange(rows, device=self.device) % self.model.config.get_text_config().vocab_size
         self.generated[:rows] = 1
         self.active[:rows] = True
         saved = [t.clone() for t in (self.tokens, self.positions, self.generated)]
-        self._step(rows, attend)
+        self.step(*shape)
         eager = self.tokens[:rows].clone()
         for buffer, value in zip((self.tokens, self.positions, self.generated), saved):
             buffer.copy_(value)
-        self.graphs[(rows, attend)].replay()
-        if not torch.equal(eager, self.tokens[:rows]):
-            raise RuntimeError(f"a replayed step chose other tokens than the eager step ({rows} rows)")
+        graph.replay()
+        check_same(eager, self.tokens[:rows], shape)
+        self._reset_rows()
 
     def _reset_rows(self) -> None:
         self.bitmask.fill_(-1)

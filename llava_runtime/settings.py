@@ -58,6 +58,19 @@ class ModelSettings:
     cuda_graphs: bool = setting("CUDA_GRAPHS", True, boolean,
                                 "continuous, on CUDA: capture the decode step as CUDA graphs during warmup (false = "
                                 "launch it eagerly, for debugging)")
+    decode_attention: str = setting("DECODE_ATTENTION", "auto", choice("auto", "triton", "sdpa"),
+                                    "continuous: attention of the decode step. triton = a kernel that reads each "
+                                    "row's own length (CUDA; one CUDA graph per rows bucket); sdpa = PyTorch's, over "
+                                    "the longest row's length bucket with a mask; auto = triton on CUDA when its "
+                                    "start-up check against SDPA passes, else sdpa (logged)")
+    compile_decode_step: bool = setting("COMPILE_DECODE_STEP", True, boolean,
+                                        "continuous, on CUDA: torch.compile the decoder layers' dense parts inside the "
+                                        "captured decode step (fused kernels; compiled once at start-up, cached in "
+                                        "COMPILE_CACHE_DIR). A failed compile is logged and the step runs uncompiled")
+    compile_cache_dir: str = setting("COMPILE_CACHE_DIR", "", text,
+                                     "Where compiled kernels are kept across restarts (inductor's FX graph cache, "
+                                     "Triton's kernels); default: llava-compile-cache under HF_HOME when set, else "
+                                     "~/.cache/llava-service/compile-cache")
     max_batch_wait_ms: float = setting("MAX_BATCH_WAIT_MS", 25.0, number(0, 10_000),
                                        "generate: how long a batch waits for requests still being preprocessed to join "
                                        "it, counted from when both its first request and the engine are ready (0 = "
@@ -130,6 +143,14 @@ class ModelSettings:
         if self.served_model_name:
             return self.served_model_name
         return "llava-demo" if self.is_demo else self.model_path.rstrip("/").split("/")[-1]
+
+    @property
+    def compile_cache_path(self) -> Path:
+        if self.compile_cache_dir:
+            return Path(self.compile_cache_dir)
+        if os.environ.get("HF_HOME"):  # the model cache: a volume that outlives the container (docker-compose.yml)
+            return Path(os.environ["HF_HOME"]) / "llava-compile-cache"
+        return Path(_default_cache()) / "compile-cache"
 
     @property
     def demo_model_dir(self) -> Path:

@@ -40,7 +40,12 @@ def demo_model_dir(tmp_path_factory):
 def model_settings(demo_model_dir):
     from llava_runtime.settings import ModelSettings
 
-    return ModelSettings.from_env({"MODEL_PATH": "demo", "DEMO_MODEL_DIR": str(demo_model_dir), "WARMUP_REQUESTS": "1"})
+    # bench/gpu_session.sh runs the engine tests on CUDA in float32 (LLAVA_TEST_DTYPE),
+    # against plain generate (LLAVA_TEST_DECODE_MODE=eager: its compiled step would
+    # compile for minutes); elsewhere the defaults (float32 and eager on the CPU).
+    return ModelSettings.from_env({"MODEL_PATH": "demo", "DEMO_MODEL_DIR": str(demo_model_dir), "WARMUP_REQUESTS": "1",
+                                   "DTYPE": os.environ.get("LLAVA_TEST_DTYPE", "auto"),
+                                   "DECODE_MODE": os.environ.get("LLAVA_TEST_DECODE_MODE", "auto")})
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,8 @@ PROGRESS_FIELDS = {"step", "detail", "bars"}
 
 def healthy(model: str) -> dict:
     return {"status": "healthy", "model": model, "device": "cpu", "dtype": "float32", "contextLength": 4096,
-            "engine": "continuous", "maxModelLen": 4096, "rows": 8, "cudaGraphs": "off", "decode": "eager",
+            "engine": "continuous", "maxModelLen": 4096, "rows": 8, "cudaGraphs": "off", "attention": "sdpa",
+            "compiled": False, "decode": "eager",
             "running": 0, "waiting": 0}
 
 

@@ -1,28 +1,39 @@
 """The continuous engine on the real demo model, in-process: its answers are the
 generate engine's token for token, rows join and leave between steps, and
-faults stay with the requests they touched."""
+faults stay with the requests they touched. Each continuous engine here copies
+to and from its device as asynchronously as CUDA does (tests/async_device.py)."""
 import dataclasses
+import json
 import time
 
+import jsonschema
 import pytest
+import torch
 
 from llava_runtime import kv_slots
 from llava_runtime.continuous_engine import ContinuousEngine
 from llava_runtime.errors import ApiError
 from llava_runtime.faults import Faults
+from llava_runtime.grammar import Grammars
 from llava_runtime.inputs import Limits, parse_chat, prepare
 from llava_runtime.loader import BootError
 from llava_runtime.metrics import ModelMetrics
 from tests import images
+from tests.async_device import AsyncBoundary
 from tests.test_engine import SIZES, build, prepared_for, wait_idle
+from tests.test_structured_output import SCHEMAS, submit, with_schema
 
 
 @pytest.fixture()
 def make_engine(loaded_demo, model_settings):
-    engines = []
+    engines, boundaries = [], []
 
     def make(kind="continuous", faults=None, pad_rows=False, **overrides):
-        engine = build(kind, loaded_demo, model_settings, faults=faults, **overrides)
+        # On the CPU every continuous engine here copies to and from its "device" as
+        # asynchronously as CUDA does; on CUDA (bench/gpu_session.sh) it meets the real thing.
+        boundary = AsyncBoundary() if kind == "continuous" and loaded_demo.device.type == "cpu" else None
+        boundaries.extend([boundary] if boundary else [])
+        engine = build(kind, loaded_demo, model_settings, faults=faults, boundary=boundary, **overrides)
         if kind == "continuous":
             engine.runner.pad_rows = pad_rows  # the rows padding CUDA graphs use, here on the CPU
         engines.append(engine)
@@ -31,6 +42,7 @@ def make_engine(loaded_demo, model_settings):
     yield make
     for engine in engines:
         engine.stop(grace_s=5)
+    assert [race for boundary in boundaries for race in boundary.races] == []
 
 
 @pytest.fixture()
@@ -251,15 +263,15 @@ def test_a_request_that_could_never_fit_a_row_is_refused_up_front(model_settings
 class ReplayedStep:
     """Stands in for a captured CUDA graph: replaying runs the recorded step again, so
     the capture loop, the replay check and the dispatch by shape run without CUDA."""
-    replays = 0
+    replayed: list = []
 
     def __init__(self, runner, shape, broken=False):
         self.runner, self.shape, self.broken = runner, shape, broken
 
     def replay(self):
-        ReplayedStep.replays += 1
+        ReplayedStep.replayed.append(self.shape)
         if not self.broken:  # a broken graph "replays" without doing the work
-            self.runner._step(*self.shape)
+            self.runner.step(*self.shape)
 
     def pool(self):
         return "shared pool"
@@ -274,39 +286,53 @@ def captured_engine(loaded, model_settings, make_graph, **overrides):
     return engine.start()
 
 
-@pytest.mark.parametrize("fault", [None, "capture raises", "replay disagrees"])
-def test_cuda_graph_capture_and_its_fallbacks(loaded_demo, model_settings, reference, fault):
+@pytest.mark.parametrize("fault", [None, "one capture raises", "one replay disagrees",
+                                   "every checked replay disagrees"])
+def test_cuda_graph_capture_and_its_fallbacks_per_shape(loaded_demo, model_settings, reference, fault, caplog):
     seen = []
+    wrong = (3, 4096, False)
 
     def make_graph(runner, shape, pool):
         seen.append((shape, pool))
-        if fault == "capture raises" and len(seen) == 3:
+        if fault == "one capture raises" and len(seen) == 3:
             raise RuntimeError("operation not permitted when stream is capturing")
-        return ReplayedStep(runner, shape, broken=fault == "replay disagrees")
+        broken = (fault == "every checked replay disagrees" and shape[1] == 4096) or \
+            (fault == "one replay disagrees" and shape == wrong)
+        return ReplayedStep(runner, shape, broken=broken)
 
-    engine = captured_engine(loaded_demo, model_settings, make_graph, max_batch_size=5)
+    engine = captured_engine(loaded_demo, model_settings, make_graph, max_batch_size=3)
     try:
         runner = engine.runner
         shapes = runner.shapes()
-        assert {rows for rows, _ in shapes} == {1, 2, 3, 4, 5} and len({a for _, a in shapes}) == 16
-        assert shapes[0] == (5, 4096)  # largest first: later captures reuse its pool
+        assert {rows for rows, _, _ in shapes} == {1, 2, 3} and len({a for _, a, _ in shapes}) == 16
+        assert len(shapes) == 3 * 16 * 2  # greedy and sampling
+        assert shapes[0] == (3, 4096, True)  # largest first: later captures reuse its pool
         assert seen[0][1] is None and all(pool == "shared pool" for _, pool in seen[1:])
         value = engine.metrics.registry.get_sample_value
-        if fault is None:
-            assert runner.graph_state == "captured" and len(runner.graphs) == len(shapes)
-            assert value("llava_model_cuda_graphs") == len(shapes)
-            assert engine.decode_mode == "cuda-graphs" and engine.describe()["cudaGraphs"] == "captured"
-        else:
-            assert runner.graph_state == "failed" and not runner.graphs
-            assert value("llava_model_cuda_graph_capture_failed") == 1 and value("llava_model_cuda_graphs") == 0
-            assert engine.decode_mode == "eager"
+        graphs = runner.graphs
+        checked = {shape for shape in shapes if shape[1] == 4096}  # the full length: the others run its kernels
+        failed = {None: {}, "one capture raises": {seen[2][0]}, "one replay disagrees": {wrong},
+                  "every checked replay disagrees": checked}[fault]
+        assert set(graphs.failed) == set(failed) and set(graphs.graphs) == set(shapes) - set(failed)
+        assert value("llava_model_cuda_graph_capture_failed") == len(failed)
+        assert value("llava_model_cuda_graphs") == len(shapes) - len(failed)
+        assert engine.describe()["cudaGraphs"] == ("captured" if fault is None else "partial")
+        assert engine.decode_mode == "cuda-graphs"
+        if fault == "one replay disagrees":  # the log names the shape that runs uncaptured
+            assert "for 3 rows, 4096 positions, greedy failed" in caplog.text
         assert int(runner.active.sum()) == 0  # capture and its check leave no row active
         items = [prepared_for(loaded_demo, model_settings, SIZES[i], seed=i, max_tokens=(20, 6, 33)[i % 3])
-                 for i in range(6)]
-        before = ReplayedStep.replays
+                 for i in range(4)]
+        ReplayedStep.replayed.clear()
         got = [job.result(timeout=120) for job in submit_all(engine, items)]
-        assert same(got, reference(items))  # through the "graphs", or uncaptured after a failure
-        assert (ReplayedStep.replays > before) == (fault is None)
+        assert same(got, reference(items))  # through the "graphs", or uncaptured where one failed
+        used = set(ReplayedStep.replayed)
+        assert used and not used & set(failed)
+        assert all(not sampled for _, _, sampled in used)  # all rows greedy: the graphs without the sort
+        if fault is None:
+            prep, params = items[0]
+            engine.submit(prep, dataclasses.replace(params, temperature=0.7, seed=1), "sampled").result(timeout=60)
+            assert any(sampled for _, _, sampled in ReplayedStep.replayed)
     finally:
         engine.stop(grace_s=5)
 
@@ -338,3 +364,81 @@ def test_a_one_token_answer_needs_no_decode_step(make_engine, reference, loaded_
     got = [job.result(timeout=60) for job in submit_all(engine, items)]
     assert same(got, reference(items[:1]) * 3)
     assert engine.metrics.registry.get_sample_value("llava_model_decode_step_seconds_count") == 0
+
+
+# ------------------------------------------------------------------ copies as asynchronous as CUDA's
+
+def test_greedy_answers_match_generate_token_for_token(make_engine, loaded_demo, model_settings):
+    """Defect 1 of issue 21: a prefill's token was read from the pinned buffer before
+    its copy landed, so every answer's first token was whatever the buffer held."""
+    items = [prepared_for(loaded_demo, model_settings, SIZES[i], seed=i, max_tokens=(1, 9, 17, 5)[i % 4])
+             for i in range(6)]
+    reference = make_engine("generate", max_batch_size=1)
+    expected = [reference.submit(p, params, f"ref{i}").result(timeout=120) for i, (p, params) in enumerate(items)]
+    engine = make_engine(max_batch_size=4, pad_rows=True)
+    got = [job.result(timeout=120) for job in [engine.submit(p, params, f"a{i}") for i, (p, params) in
+                                                  enumerate(items)]]
+    assert [(c.text, c.completion_tokens) for c in got] == [(c.text, c.completion_tokens) for c in expected]
+    assert engine.runner.io.reads_landed >= len(items)
+
+
+def test_answers_with_a_schema_validate(make_engine, loaded_demo, model_settings):
+    """A row with a schema reads its first token before its first decode step; a
+    stale token there is one its grammar refuses, and the request fails."""
+    grammars = Grammars(loaded_demo.tokenizer)
+    chosen = ["flat", "nested", "anyOf", "enum list"]
+    items = [with_schema(prepared_for(loaded_demo, model_settings, SIZES[i], seed=i, max_tokens=160), SCHEMAS[name])
+             for i, name in enumerate(chosen)]
+    items.append(prepared_for(loaded_demo, model_settings, (640, 480), seed=9, max_tokens=12))
+    answers = submit(make_engine(max_batch_size=4, pad_rows=True), grammars, items)
+    for name, answer in zip(chosen, answers):
+        assert answer.finish_reason == "stop", (name, answer.text)
+        jsonschema.validate(json.loads(answer.text), SCHEMAS[name])
+
+
+# ------------------------------------------------------------------ the compiled step, on the CPU
+# (inductor itself runs on the GPU: bench/gpu_session.sh; here dynamo traces the same
+# functions and an AOT backend runs them, which is what decides how often it compiles)
+
+def compiled_engine(loaded, model_settings, backend, **overrides):
+    torch._dynamo.reset()  # each test counts its own compiles
+    engine = ContinuousEngine(loaded, dataclasses.replace(model_settings, **overrides), ModelMetrics())
+    engine.runner.pad_rows = True
+    engine.runner.compile_backend = backend
+    engine.prepare(compiled=True)
+    return engine.start()
+
+
+def test_the_compiled_step_compiles_once_for_every_layer_and_rows_bucket(loaded_demo, model_settings, reference):
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    counter = CompileCounterWithBackend("aot_eager")
+    engine = compiled_engine(loaded_demo, model_settings, counter, max_batch_size=4)
+    try:
+        # project and finish, rows dynamic, and once more each for a single row (torch specialises 1)
+        assert counter.frame_count == 4
+        assert engine.describe()["compiled"] is True
+        assert engine.metrics.registry.get_sample_value("llava_model_decode_compiled") == 1
+        items = [prepared_for(loaded_demo, model_settings, SIZES[i], seed=i, max_tokens=(24, 6, 40, 14, 32)[i])
+                 for i in range(5)]
+        got = [job.result(timeout=120) for job in submit_all(engine, items)]
+        assert same(got, reference(items))
+        assert max(c.batch_size for c in got) >= 2 and counter.frame_count == 4  # nothing compiled while serving
+    finally:
+        engine.stop(grace_s=5)
+
+
+def test_a_compile_that_fails_leaves_the_step_uncompiled(loaded_demo, model_settings, reference, caplog):
+    def no_compiler(graph, inputs):
+        raise RuntimeError("no working C compiler")
+
+    engine = compiled_engine(loaded_demo, model_settings, no_compiler, max_batch_size=2)
+    try:
+        assert engine.describe()["compiled"] is False
+        assert engine.metrics.registry.get_sample_value("llava_model_decode_compiled") == 0
+        assert "compiling the decode step failed; running it uncompiled" in caplog.text
+        assert "no working C compiler" in engine.runner.parts.error
+        items = [prepared_for(loaded_demo, model_settings, (640, 480), max_tokens=10)]
+        assert same([engine.submit(*items[0], "after").result(timeout=60)], reference(items))
+    finally:
+        engine.stop(grace_s=5)

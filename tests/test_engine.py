@@ -19,9 +19,13 @@ SIZES = [(640, 480), (300, 900), (1, 1), (2000, 600), (500, 500), (336, 336), (9
 ENGINES = {"continuous": ContinuousEngine, "generate": GenerateEngine}
 
 
-def build(kind, loaded, model_settings, faults=None, eos_ids=None, **overrides):
+def build(kind, loaded, model_settings, faults=None, eos_ids=None, boundary=None, **overrides):
+    """An engine, prepared and started; `boundary` replaces the continuous engine's
+    device-host boundary (tests/async_device.py: copies as asynchronous as CUDA's)."""
     settings = dataclasses.replace(model_settings, **overrides)
     engine = ENGINES[kind](loaded, settings, ModelMetrics(), faults=faults, eos_ids=eos_ids)
+    if boundary is not None:
+        engine.runner.io = boundary
     engine.prepare()
     return engine.start()
 
