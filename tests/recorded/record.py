@@ -22,6 +22,23 @@ KEPT_HEADERS = ("authorization", "accept", "user-agent", "x-stainless-lang")
 _BASE64_IMAGE = re.compile(r"(data:image/[\w.+-]+;base64,)[A-Za-z0-9+/=]+")
 
 
+def _answer_for(response_format: dict) -> str:
+    """An answer the client can read back: the smallest JSON its schema allows when it asked for JSON."""
+    if response_format.get("type") == "json_schema":
+        return json.dumps(_smallest(response_format.get("json_schema", {}).get("schema", {})))
+    return "{}" if response_format.get("type") == "json_object" else "ok"
+
+
+def _smallest(schema: dict):
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    kind = kind[0] if isinstance(kind, list) else kind
+    if kind == "object":
+        return {name: _smallest(schema.get("properties", {}).get(name, {})) for name in schema.get("required", [])}
+    return {"array": [], "string": "", "integer": 0, "number": 0, "boolean": False, "null": None}.get(kind, {})
+
+
 class Recorder(BaseHTTPRequestHandler):
     def do_POST(self):
         body = json.loads(self._body())
@@ -29,8 +46,7 @@ class Recorder(BaseHTTPRequestHandler):
                   "headers": {k: v for k, v in self.headers.items() if k.lower() in KEPT_HEADERS},
                   "body": json.loads(_BASE64_IMAGE.sub(r"\1$IMAGE_BASE64", json.dumps(body)))}
         (self.server.out / (self.server.name + ".json")).write_text(json.dumps(record, indent=1) + "\n")
-        # An answer the client can read back: JSON when it asked for JSON.
-        content = "{}" if (body.get("response_format") or {}).get("type") in ("json_object", "json_schema") else "ok"
+        content = _answer_for(body.get("response_format") or {})
         usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
         chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": body.get("model", "x"),
                  "choices": [{"index": 0, "delta": {"role": "assistant", "content": content}, "finish_reason": "stop"}]}

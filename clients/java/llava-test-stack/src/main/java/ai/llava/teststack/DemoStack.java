@@ -83,6 +83,11 @@ public final class DemoStack implements AutoCloseable {
         return urls.path("supervisor").asText();
     }
 
+    /** The model process's own {@code GET /health}: {@code status}, {@code running}, {@code waiting}, ... */
+    public JsonNode modelHealth() {
+        return getJson(modelUrl() + "/health");
+    }
+
     /** The supervisor's status: {@code state} (READY, STARTING, ...), {@code pid}, {@code restarts}. */
     public JsonNode supervisorStatus() {
         return getJson(supervisorUrl() + "/status");
