@@ -2,6 +2,8 @@ package ai.llava.it;
 
 import ai.llava.example.inspection.InspectionApplication;
 import ai.llava.example.plain.Inspect;
+import ai.llava.it.shared.Photos;
+import ai.llava.it.shared.QcReport;
 import ai.llava.teststack.DemoStack;
 import com.fasterxml.jackson.databind.JsonNode;
 import org.junit.jupiter.api.Test;

@@ -1,7 +1,10 @@
 package ai.llava.it;
 
+import ai.llava.it.shared.Photos;
+import ai.llava.it.shared.Verdict;
 import ai.llava.teststack.DemoStack;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.langchain4j.data.message.ChatMessage;
 import dev.langchain4j.data.message.ImageContent;
 import dev.langchain4j.data.message.TextContent;
 import dev.langchain4j.data.message.UserMessage;
@@ -38,17 +41,11 @@ class LangChain4jIT {
     static final ChatModel MODEL = OpenAiChatModel.builder().baseUrl(BASE_URL).apiKey("it-key").modelName("llava-demo")
             .temperature(0.0).maxTokens(12).strictJsonSchema(true).build();
 
-    @Test
-    void image_content_is_answered_and_streamed_alike() throws Exception {
-        ChatResponse response = MODEL.chat(askAboutThePhoto());
-        assertThat(response.aiMessage().text()).isNotBlank();
-        assertThat(response.tokenUsage().inputTokenCount()).as("the image's tokens").isGreaterThan(500);
-
-        StreamingChatModel streaming = OpenAiStreamingChatModel.builder().baseUrl(BASE_URL).apiKey("it-key")
-                .modelName("llava-demo").temperature(0.0).maxTokens(12).build();
-        StringBuilder partial = new StringBuilder();
+    /** A streamed chat: its partial texts appended to {@code partial}, its complete response when done. */
+    static CompletableFuture<ChatResponse> stream(StreamingChatModel model, List<ChatMessage> messages,
+                                                  StringBuilder partial) {
         CompletableFuture<ChatResponse> done = new CompletableFuture<>();
-        streaming.chat(List.of(askAboutThePhoto()), new StreamingChatResponseHandler() {
+        model.chat(messages, new StreamingChatResponseHandler() {
             @Override
             public void onPartialResponse(String text) {
                 partial.append(text);
@@ -64,7 +61,19 @@ class LangChain4jIT {
                 done.completeExceptionally(error);
             }
         });
-        ChatResponse streamed = done.get(60, TimeUnit.SECONDS);
+        return done;
+    }
+
+    @Test
+    void image_content_is_answered_and_streamed_alike() throws Exception {
+        ChatResponse response = MODEL.chat(askAboutThePhoto());
+        assertThat(response.aiMessage().text()).isNotBlank();
+        assertThat(response.tokenUsage().inputTokenCount()).as("the image's tokens").isGreaterThan(500);
+
+        StreamingChatModel streaming = OpenAiStreamingChatModel.builder().baseUrl(BASE_URL).apiKey("it-key")
+                .modelName("llava-demo").temperature(0.0).maxTokens(12).build();
+        StringBuilder partial = new StringBuilder();
+        ChatResponse streamed = stream(streaming, List.of(askAboutThePhoto()), partial).get(60, TimeUnit.SECONDS);
         assertThat(partial.toString()).isEqualTo(streamed.aiMessage().text()).isEqualTo(response.aiMessage().text());
     }
 

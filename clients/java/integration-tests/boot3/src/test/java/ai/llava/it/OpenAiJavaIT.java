@@ -1,5 +1,7 @@
 package ai.llava.it;
 
+import ai.llava.it.shared.Photos;
+import ai.llava.it.shared.Verdict;
 import ai.llava.teststack.DemoStack;
 import com.openai.client.OpenAIClient;
 import com.openai.client.okhttp.OpenAIOkHttpClient;

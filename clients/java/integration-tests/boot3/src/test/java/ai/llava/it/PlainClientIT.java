@@ -15,6 +15,10 @@ import ai.llava.client.Preset;
 import ai.llava.client.PresetInfo;
 import ai.llava.client.RetryPolicy;
 import ai.llava.client.ValidationException;
+import ai.llava.it.shared.Photos;
+import ai.llava.it.shared.QcReport;
+import ai.llava.it.shared.RecordingTransport;
+import ai.llava.it.shared.Verdict;
 import ai.llava.teststack.DemoStack;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.sun.net.httpserver.HttpServer;
@@ -41,12 +45,6 @@ class PlainClientIT {
 
     static final DemoStack STACK = DemoStack.shared();
     static final byte[] PHOTO = Photos.jpeg(320, 240);
-
-    record Defect(String kind, String location) {
-    }
-
-    record QcReport(String verdict, List<Defect> defects) {
-    }
 
     final LlavaClient llava = LlavaClient.builder().baseUrl(STACK.gatewayUrl()).apiKey("it-key").build();
 

@@ -4,6 +4,8 @@ import ai.llava.client.ChatDelta;
 import ai.llava.client.ChatRequest;
 import ai.llava.client.Image;
 import ai.llava.client.LlavaClient;
+import ai.llava.it.shared.Photos;
+import ai.llava.it.shared.Verdict;
 import ai.llava.teststack.Recorder;
 import com.openai.client.OpenAIClient;
 import com.openai.client.okhttp.OpenAIOkHttpClient;
@@ -23,7 +25,6 @@ import dev.langchain4j.model.chat.request.ResponseFormatType;
 import dev.langchain4j.model.chat.request.json.JsonObjectSchema;
 import dev.langchain4j.model.chat.request.json.JsonSchema;
 import dev.langchain4j.model.chat.response.ChatResponse;
-import dev.langchain4j.model.chat.response.StreamingChatResponseHandler;
 import dev.langchain4j.model.openai.OpenAiChatModel;
 import dev.langchain4j.model.openai.OpenAiStreamingChatModel;
 import org.junit.jupiter.api.Test;
@@ -38,6 +39,7 @@ import java.util.Base64;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
 import java.util.stream.Stream;
 
 import static org.assertj.core.api.Assertions.assertThat;
@@ -107,28 +109,13 @@ class RecordedRequestsIT {
                                                         .required("verdict", "needsReview")
                                                         .additionalProperties(false).build()).build())
                                         .build()).build()));
-        CompletableFuture<ChatResponse> done = new CompletableFuture<>();
+        AtomicReference<CompletableFuture<ChatResponse>> streamed = new AtomicReference<>();
         Recorder.record("langchain4j-stream-usage", "LangChain4j 1.19.0 OpenAiStreamingChatModel, baseUrl = the "
-                + "gateway + /v1", url ->
-                OpenAiStreamingChatModel.builder().baseUrl(url + "/v1").apiKey("unused").modelName("llava-demo")
-                        .temperature(0.2).maxTokens(512).build()
-                        .chat(List.of(SystemMessage.from("provide a concise answer"), askAboutThePhoto("Describe it.")),
-                                new StreamingChatResponseHandler() {
-                                    @Override
-                                    public void onPartialResponse(String text) {
-                                    }
-
-                                    @Override
-                                    public void onCompleteResponse(ChatResponse response) {
-                                        done.complete(response);
-                                    }
-
-                                    @Override
-                                    public void onError(Throwable error) {
-                                        done.completeExceptionally(error);
-                                    }
-                                }));
-        assertThat(done.get(30, TimeUnit.SECONDS).aiMessage().text()).isEqualTo("ok");
+                + "gateway + /v1", url -> streamed.set(LangChain4jIT.stream(OpenAiStreamingChatModel.builder()
+                        .baseUrl(url + "/v1").apiKey("unused").modelName("llava-demo").temperature(0.2).maxTokens(512)
+                        .build(), List.of(SystemMessage.from("provide a concise answer"), askAboutThePhoto("Describe it.")),
+                new StringBuilder())));
+        assertThat(streamed.get().get(30, TimeUnit.SECONDS).aiMessage().text()).isEqualTo("ok");
     }
 
     // ------------------------------------------------------------------ openai-java

@@ -1,32 +1,20 @@
 package ai.llava.it;
 
+import ai.llava.it.shared.SpringAiChecks;
 import ai.llava.teststack.DemoStack;
-import org.junit.jupiter.api.Test;
-import org.springframework.ai.chat.client.AdvisorParams;
 import org.springframework.ai.chat.client.ChatClient;
-import org.springframework.ai.chat.model.ChatResponse;
 import org.springframework.ai.openai.OpenAiChatOptions;
-import org.springframework.beans.factory.annotation.Autowired;
 import org.springframework.boot.autoconfigure.EnableAutoConfiguration;
 import org.springframework.boot.test.context.SpringBootTest;
 import org.springframework.context.annotation.Configuration;
-import org.springframework.core.io.ByteArrayResource;
 import org.springframework.test.context.DynamicPropertyRegistry;
 import org.springframework.test.context.DynamicPropertySource;
-import org.springframework.util.MimeTypeUtils;
 
-import java.util.List;
-
-import static org.assertj.core.api.Assertions.assertThat;
-
-/**
- * Spring AI 1.1 (spring-ai-starter-model-openai) configured as docs/java.md says: the gateway's root
- * as base-url (1.x appends /v1/chat/completions), the served model's name, the API key.
- */
+/** Spring AI 1.1 (spring-ai-starter-model-openai) with docs/java.md's settings: options under chat.options. */
 @SpringBootTest(classes = SpringAiIT.App.class, webEnvironment = SpringBootTest.WebEnvironment.NONE,
         properties = {"spring.ai.openai.api-key=it-key", "spring.ai.openai.chat.options.model=llava-demo",
                 "spring.ai.openai.chat.options.temperature=0", "spring.ai.openai.chat.options.max-tokens=12"})
-class SpringAiIT {
+class SpringAiIT extends SpringAiChecks {
 
     @Configuration(proxyBeanMethods = false)
     @EnableAutoConfiguration
@@ -38,39 +26,8 @@ class SpringAiIT {
         registry.add("spring.ai.openai.base-url", () -> DemoStack.shared().gatewayUrl());
     }
 
-    static final ByteArrayResource PHOTO = new ByteArrayResource(Photos.jpeg(320, 240));
-
-    @Autowired
-    ChatClient.Builder chatClients;
-
-    ChatClient.ChatClientRequestSpec askAboutThePhoto() {
-        return chatClients.build().prompt().user(user -> user.text("What is in this picture?")
-                .media(MimeTypeUtils.IMAGE_JPEG, PHOTO));
-    }
-
-    @Test
-    void a_user_message_with_image_media_is_answered() {
-        ChatResponse response = askAboutThePhoto().call().chatResponse();
-        assertThat(response.getResult().getOutput().getText()).isNotBlank();
-        assertThat(response.getMetadata().getUsage().getPromptTokens()).as("the image's tokens").isGreaterThan(500);
-        assertThat(response.getMetadata().getModel()).isEqualTo("llava-demo");
-    }
-
-    @Test
-    void the_stream_gives_the_same_greedy_answer() {
-        String called = askAboutThePhoto().call().content();
-        List<String> streamed = askAboutThePhoto().stream().content().collectList().block();
-        assertThat(streamed).hasSizeGreaterThan(1);
-        assertThat(String.join("", streamed)).isEqualTo(called);
-    }
-
-    @Test
-    void entity_maps_a_schema_enforced_answer_to_a_record() {
-        Verdict verdict = askAboutThePhoto()
-                .advisors(AdvisorParams.ENABLE_NATIVE_STRUCTURED_OUTPUT)
-                .options(OpenAiChatOptions.builder().maxTokens(100).build())
-                .call().entity(Verdict.class);
-        assertThat(verdict.verdict()).isNotNull();
-        assertThat(verdict.severity()).isNotNull();
+    @Override
+    protected ChatClient.ChatClientRequestSpec withMaxTokens(ChatClient.ChatClientRequestSpec request, int maxTokens) {
+        return request.options(OpenAiChatOptions.builder().maxTokens(maxTokens).build());
     }
 }

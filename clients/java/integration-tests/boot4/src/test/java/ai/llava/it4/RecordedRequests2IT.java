@@ -1,5 +1,7 @@
 package ai.llava.it4;
 
+import ai.llava.it.shared.Photos;
+import ai.llava.it.shared.Verdict;
 import ai.llava.teststack.Recorder;
 import org.junit.jupiter.api.Test;
 import org.springframework.ai.chat.client.AdvisorParams;
@@ -17,7 +19,7 @@ class RecordedRequests2IT {
     static final ByteArrayResource PHOTO = new ByteArrayResource(Photos.jpeg(64, 48));
 
     static ChatClient springAi(String baseUrl, boolean streamUsage) {
-        OpenAiChatOptions.Builder options = OpenAiChatOptions.builder().baseUrl(baseUrl).apiKey("unused");
+        OpenAiChatOptions.Builder options = OpenAiChatOptions.builder().baseUrl(baseUrl + "/v1").apiKey("unused");
         options.model("llava-demo").temperature(0.2).maxTokens(512).streamUsage(streamUsage);
         return ChatClient.create(OpenAiChatModel.builder().options(options.build()).build());
     }
@@ -25,10 +27,10 @@ class RecordedRequests2IT {
     @Test
     void spring_ai_2() {
         assertThat(Recorder.record("spring-ai-2-chat-image", "Spring AI 2.0.1 OpenAiChatModel (on openai-java), "
-                + "base-url = the gateway's root; a user message with image Media", url ->
+                + "base-url = the gateway + /v1; a user message with image Media", url ->
                 springAi(url, false).prompt().user(u -> u.text("What's in this picture?")
                         .media(MimeTypeUtils.IMAGE_JPEG, PHOTO)).call().content()).path("path").asText())
-                .isEqualTo("/chat/completions");
+                .isEqualTo("/v1/chat/completions");
         Recorder.record("spring-ai-2-stream-usage", "Spring AI 2.0.1, ChatClient.stream() with "
                 + "spring.ai.openai.chat.stream-usage=true", url ->
                 springAi(url, true).prompt().system("You describe product photos.")
@@ -38,6 +40,6 @@ class RecordedRequests2IT {
                 + "AdvisorParams.ENABLE_NATIVE_STRUCTURED_OUTPUT (response_format json_schema)", url ->
                 springAi(url, false).prompt().user(u -> u.text("Inspect this part.")
                                 .media(MimeTypeUtils.IMAGE_JPEG, PHOTO))
-                        .advisors(AdvisorParams.ENABLE_NATIVE_STRUCTURED_OUTPUT).call().entity(Photos.Verdict.class));
+                        .advisors(AdvisorParams.ENABLE_NATIVE_STRUCTURED_OUTPUT).call().entity(Verdict.class));
     }
 }

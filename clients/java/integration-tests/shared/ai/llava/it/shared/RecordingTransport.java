@@ -1,4 +1,4 @@
-package ai.llava.it;
+package ai.llava.it.shared;
 
 import ai.llava.client.transport.HttpCall;
 import ai.llava.client.transport.HttpReply;
@@ -11,13 +11,13 @@ import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
 
 /** The default transport, noting each attempt's status, Retry-After and start time (what retries did). */
-final class RecordingTransport implements Transport {
+public final class RecordingTransport implements Transport {
 
-    record Attempt(long startedNanos, int status, String retryAfter) {
+    public record Attempt(long startedNanos, int status, String retryAfter) {
     }
 
     private final Transport delegate = new JdkTransport(Duration.ofSeconds(5));
-    final List<Attempt> attempts = new CopyOnWriteArrayList<>();
+    public final List<Attempt> attempts = new CopyOnWriteArrayList<>();
 
     @Override
     public HttpReply send(HttpCall call) throws IOException {
@@ -27,7 +27,7 @@ final class RecordingTransport implements Transport {
         return reply;
     }
 
-    List<Integer> statuses() {
+    public List<Integer> statuses() {
         return attempts.stream().map(Attempt::status).toList();
     }
 }

@@ -1,4 +1,4 @@
-package ai.llava.it4;
+package ai.llava.it.shared;
 
 import javax.imageio.ImageIO;
 import java.awt.Color;
@@ -8,19 +8,21 @@ import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 
-/** A product photo made on the spot: a grey part on a light background. */
-final class Photos {
+/** Product photos made on the spot: a grey part with a dark scratch. */
+public final class Photos {
 
     private Photos() {
     }
 
-    static byte[] jpeg(int width, int height) {
+    public static byte[] jpeg(int width, int height) {
         BufferedImage image = new BufferedImage(width, height, BufferedImage.TYPE_INT_RGB);
         Graphics2D g = image.createGraphics();
-        g.setColor(new Color(235, 235, 230));
+        g.setColor(new Color(230, 230, 225));
         g.fillRect(0, 0, width, height);
-        g.setColor(new Color(120, 125, 140));
-        g.fillOval(width / 5, height / 5, width * 3 / 5, height * 3 / 5);
+        g.setColor(new Color(140, 140, 150));
+        g.fillRoundRect(width / 6, height / 6, width * 2 / 3, height * 2 / 3, 20, 20);
+        g.setColor(Color.DARK_GRAY);
+        g.drawLine(width / 4, height / 3, width * 2 / 3, height / 2);
         g.dispose();
         ByteArrayOutputStream out = new ByteArrayOutputStream();
         try {
@@ -29,10 +31,5 @@ final class Photos {
             throw new UncheckedIOException(e);
         }
         return out.toByteArray();
-    }
-
-    /** Enums and a boolean only: any answer the gateway allows fits a small max-tokens. */
-    record Verdict(Outcome verdict, boolean needsReview) {
-        enum Outcome { pass, fail }
     }
 }

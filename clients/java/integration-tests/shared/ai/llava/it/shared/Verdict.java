@@ -1,4 +1,4 @@
-package ai.llava.it;
+package ai.llava.it.shared;
 
 /**
  * An answer shape every library can ask for as a JSON Schema: enums and a boolean only, so that
@@ -12,7 +12,7 @@ public record Verdict(Outcome verdict, Severity severity, boolean needsReview) {
     public enum Severity { none, minor, major }
 
     /** The same schema written out, for clients that take one as text. */
-    static final String SCHEMA = """
+    public static final String SCHEMA = """
             {"type": "object", "additionalProperties": false, "required": ["verdict", "severity", "needsReview"],
              "properties": {"verdict": {"type": "string", "enum": ["pass", "fail"]},
                             "severity": {"type": "string", "enum": ["none", "minor", "major"]},
