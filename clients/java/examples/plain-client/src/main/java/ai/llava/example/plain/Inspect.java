@@ -1,6 +1,7 @@
 package ai.llava.example.plain;
 
 import ai.llava.client.Analysis;
+import ai.llava.client.AnalyzeRequest;
 import ai.llava.client.ChatDelta;
 import ai.llava.client.ChatRequest;
 import ai.llava.client.Image;
@@ -53,7 +54,8 @@ public final class Inspect {
         LlavaClient llava = LlavaClient.builder().baseUrl(gatewayUrl).apiKey(apiKey).build();
         Image photo = Image.of(photoFile);
 
-        Analysis<JsonNode> answer = llava.analyze(photo, "What's in this picture?");
+        Analysis<JsonNode> answer = llava.analyze(AnalyzeRequest.builder(photo).prompt("What's in this picture?")
+                .maxTokens(48).build());
         out.println("answer (" + answer.status() + "): " + answer.result());
 
         QcReport report = llava.analyze(photo, Preset.QC_INSPECTION, QcReport.class).data();

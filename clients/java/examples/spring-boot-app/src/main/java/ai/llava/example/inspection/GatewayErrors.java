@@ -21,7 +21,9 @@ public class GatewayErrors {
     @ExceptionHandler(ValidationException.class)
     ProblemDetail invalid(ValidationException e) {
         ProblemDetail problem = ProblemDetail.forStatusAndDetail(HttpStatus.BAD_REQUEST, e.getMessage());
-        problem.setProperty("field", e.field());
+        if (e.field() != null) {
+            problem.setProperty("field", e.field());
+        }
         problem.setProperty("requestId", e.requestId());
         return problem;
     }
