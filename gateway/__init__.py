@@ -47,7 +47,7 @@ def parts() -> Parts:
 
 
 def create_app(settings, clock=time.monotonic, resolver=None) -> Flask:
-    from . import boundary, model_state, native_api, openai_api, openapi, operations, pages
+    from . import auth, boundary, model_state, native_api, openai_api, openapi, operations, pages
     from .admission import Admission
     from .answering import Answering
     from .cache import build_cache
@@ -62,7 +62,8 @@ def create_app(settings, clock=time.monotonic, resolver=None) -> Flask:
     app.json.sort_keys = False
     metrics = Metrics()
     upstream = Upstream(settings, metrics, clock, resolver)  # resolver: DNS for MODEL_URL names (tests fake it)
-    admission = Admission(settings.max_in_flight, settings.admission_queue, settings.admission_wait_s, metrics, clock)
+    admission = Admission(settings.max_in_flight, settings.admission_queue, settings.admission_wait_s, metrics, clock,
+                          weights={auth.tag(auth.tenant(key)): weight for key, weight in settings.admission_weights})
     core = Answering(settings, build_cache(settings, metrics, clock), upstream, admission, metrics)
     app.extensions["gateway"] = Parts(settings, metrics, upstream, core, load_presets(settings.presets_file),
                                       Intake(settings.decode_concurrency, metrics))

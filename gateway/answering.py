@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Callable
 
 from . import upstream as up
+from .admission import ANYONE
 from .cache import SingleFlight
 from .statuses import CACHED, FALLBACK, OVERLOADED, SERVICE_UNAVAILABLE, SUCCESS, Refusal, invalid
 
@@ -79,7 +80,7 @@ class Answering:
 
     def _ask_model(self, body: dict, key: str | None, trace: up.Trace, fallback: bool) -> Answer:
         try:
-            with self.admission.slot():
+            with self.admission.slot(trace.tenant or ANYONE):
                 completion = self.upstream.complete(body, trace)
         except up.UpstreamDown as exc:
             return self._fallback(exc, trace, fallback)
@@ -107,7 +108,7 @@ class Answering:
         body = payload()  # may refuse (a bad image): before any admission slot
         held = ExitStack()
         try:
-            held.enter_context(self.admission.slot())
+            held.enter_context(self.admission.slot(trace.tenant or ANYONE))
             stream = self.upstream.stream(body, trace)
         except up.UpstreamDown as exc:
             held.close()

@@ -12,6 +12,7 @@ import hmac
 from .statuses import UNAUTHORIZED, Refusal
 
 ANONYMOUS = ""  # the tenant of every caller when API_KEYS is empty
+TAG_CHARS = 16  # hex characters of the hash in a tenant's tag (64 bits)
 
 
 def presented_key(headers) -> str | None:
@@ -39,3 +40,9 @@ def check(headers, keys: tuple[str, ...]) -> str:
 
 def tenant(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def tag(tenant_hash: str) -> str:
+    """The tenant as log lines and the model process see it: a prefix of its hash (the key
+    never appears), "-" for the anonymous tenant."""
+    return tenant_hash[:TAG_CHARS] if tenant_hash else "-"

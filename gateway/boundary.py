@@ -1,9 +1,10 @@
-"""What every request goes through, whichever face answers it: a request id (given
-or made), the caller's W3C trace context, the API key (and with it the tenant that
-scopes the cache), the in-flight count, and on the way out the metrics and one log
-line. Also the error boundary: every refusal, HTTP error (no such route, body too
-large) and unexpected exception leaves in the shape of the face that owns the path
-(`Face`), never with exception text, and with client text (a path) escaped and cut.
+"""What every request goes through, whichever face answers it: a request id (always
+made here; the client's own X-Request-ID is kept beside it), the caller's W3C trace
+context, the API key (and with it the tenant that scopes the cache and admission),
+the in-flight count, and on the way out the metrics and one log line. Also the
+error boundary: every refusal, HTTP error (no such route, body too large) and
+unexpected exception leaves in the shape of the face that owns the path (`Face`),
+never with exception text, and with client text (a path) escaped and cut.
 
 Spare threads: an API request that would leave fewer than SPARE_THREADS of the
 worker's threads free is refused with 429 at once, whatever it would have waited for
@@ -12,11 +13,11 @@ and scrapes are always answered.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Callable
 
@@ -55,31 +56,44 @@ class Face:
 
 
 class Busy:
-    """API requests in progress in this worker, at most `limit` (threads less the spares)."""
+    """API requests in progress in this worker, at most `limit` (threads less the spares),
+    and at most `per_tenant` of them one API key's: with several keys, one key's burst
+    must leave threads for the others to reach the admission line, which shares itself
+    fairly (issue 25: a burst of 300 held every thread, and another key got 429 here)."""
 
-    def __init__(self, limit: int, metrics):
+    def __init__(self, limit: int, metrics, per_tenant: int | None = None):
         self.limit, self._metrics = limit, metrics
+        self.per_tenant = per_tenant or limit
         self._lock = threading.Lock()
         self.count = 0
+        self._held: dict[str, int] = {}
 
-    def enter(self) -> None:
+    def enter(self, tenant: str = "-") -> None:
         with self._lock:
-            if self.count >= self.limit:
+            held = self._held.get(tenant, 0)
+            if self.count >= self.limit or held >= self.per_tenant:
                 self._metrics.overloaded.labels(BUSY).inc()
                 raise Refusal(OVERLOADED, 429, f"the service is busy: {self.count} requests are in progress here; "
                               "retry in 1 s", retry_after=1, code="rate_limit_exceeded")
             self.count += 1
+            self._held[tenant] = held + 1
 
-    def leave(self) -> None:
+    def leave(self, tenant: str = "-") -> None:
         with self._lock:
             self.count -= 1
+            self._held[tenant] -= 1
+            if not self._held[tenant]:
+                del self._held[tenant]
 
 
 def install(app: Flask, faces: list[Face]) -> None:
     """`faces` in order of precedence; the last one owns every other path."""
     app.extensions["gateway_faces"] = faces
     settings = app.extensions["gateway"].settings
-    app.extensions["gateway_busy"] = Busy(max(1, settings.threads - SPARE_THREADS), app.extensions["gateway"].metrics)
+    limit = max(1, settings.threads - SPARE_THREADS)
+    # With several keys, one key leaves a batch's worth of threads (MAX_UPSTREAM_IN_FLIGHT) to the others.
+    per_tenant = max(1, limit - settings.max_in_flight) if len(settings.api_keys) > 1 else limit
+    app.extensions["gateway_busy"] = Busy(limit, app.extensions["gateway"].metrics, per_tenant)
     app.before_request(start)
     app.after_request(finish)
     app.teardown_request(done)
@@ -90,27 +104,39 @@ def install(app: Flask, faces: list[Face]) -> None:
 
 
 def start():
-    given = request.headers.get("X-Request-ID", "")
-    g.request_id = given if request_ids.VALID.match(given) else uuid.uuid4().hex
-    traceparent = request.headers.get("traceparent", "").strip().lower()
-    tracestate = request.headers.get("tracestate", "").strip()
-    if _TRACEPARENT.match(traceparent):
-        g.trace = Trace(g.request_id, traceparent, tracestate if _TRACESTATE.match(tracestate) else None)
-    else:  # absent or malformed: not passed on (W3C: start afresh rather than forward garbage)
-        g.trace = Trace(g.request_id)
+    # Ours, always: a client's id is its own field (llava_common/request_ids.py says why).
+    g.request_id = request_ids.new()
+    given = request.headers.get(request_ids.REQUEST_ID_HEADER, "")
+    g.client_request_id = given if request_ids.VALID.match(given) else None
+    g.tenant_tag = "-"
+    g.trace = _trace()
     g.started = time.monotonic()
     g.counted = not request.path.startswith(OPEN_PATHS) and request.blueprint not in OPEN_BLUEPRINTS
     if g.counted:
         parts().metrics.in_flight.inc()
         settings = parts().settings
-        tenant = auth.check(request.headers, settings.api_keys)
-        g.tenant = auth.ANONYMOUS if settings.cache_shared else tenant
-        current_app.extensions["gateway_busy"].enter()
+        g.tenant_id = auth.check(request.headers, settings.api_keys)  # admission's fair share is per tenant
+        g.tenant_tag = auth.tag(g.tenant_id)
+        g.tenant = auth.ANONYMOUS if settings.cache_shared else g.tenant_id  # what scopes the cache
+        g.trace = dataclasses.replace(g.trace, tenant=g.tenant_tag)
+        current_app.extensions["gateway_busy"].enter(g.tenant_tag)
         g.busy = True
 
 
+def _trace() -> Trace:
+    traceparent = request.headers.get("traceparent", "").strip().lower()
+    tracestate = request.headers.get("tracestate", "").strip()
+    if not _TRACEPARENT.match(traceparent):  # absent or malformed: not passed on (W3C: start afresh)
+        traceparent = tracestate = None
+    elif not _TRACESTATE.match(tracestate):
+        tracestate = None
+    return Trace(g.request_id, traceparent, tracestate, g.client_request_id)
+
+
 def finish(response: Response) -> Response:
-    response.headers["X-Request-ID"] = g.get("request_id", "")
+    response.headers[request_ids.REQUEST_ID_HEADER] = g.get("request_id", "")
+    if g.get("client_request_id"):
+        response.headers[request_ids.CLIENT_REQUEST_ID_HEADER] = g.client_request_id
     if g.get("counted"):
         endpoint = face().label(request.url_rule.rule) if request.url_rule else "unmatched"
         status = g.get("answer_status", "HTTP_%d" % response.status_code)
@@ -128,7 +154,7 @@ def done(_exc):
     if g.get("counted"):
         parts().metrics.in_flight.dec()
     if g.pop("busy", False):
-        current_app.extensions["gateway_busy"].leave()
+        current_app.extensions["gateway_busy"].leave(g.tenant_tag)
         parts().intake.settle()  # the request's large objects are gone: memory back to the system
 
 

@@ -1,5 +1,6 @@
-"""Gateway logging: llava_common's one-line format plus the request id on every
-line written while a request is being handled.
+"""Gateway logging: llava_common's one-line format plus, on every line written while
+a request is being handled, its request id, the caller's tenant tag (a prefix of the
+hash of its API key, never the key) and the client's own request id when it sent one.
 
 Every message is made safe on its way out: control characters escaped (a path
 with %0d%0a cannot forge a second log line) and long messages truncated (a 5 MB
@@ -12,9 +13,9 @@ import re
 
 from flask import g, has_request_context
 
-from llava_common import logs
+from llava_common import logs, request_ids
 
-FORMAT = "%(asctime)s %(levelname)s gateway %(name)s: %(message)s [%(request_id)s]"
+FORMAT = "%(asctime)s %(levelname)s gateway %(name)s: %(message)s [%(request_id)s%(request_context)s]"
 # Longest log message kept (the rest is cut and counted); one request's line is ~200 characters.
 MAX_MESSAGE_CHARS = 2000
 # Control characters, DEL, C1 controls and the Unicode line and paragraph separators.
@@ -32,7 +33,10 @@ def printable(text: object, limit: int = MAX_MESSAGE_CHARS) -> str:
 
 class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = g.get("request_id", "-") if has_request_context() else "-"
+        record.request_id, record.request_context = "-", ""
+        if has_request_context():
+            record.request_id = g.get("request_id", "-")
+            record.request_context = request_ids.log_context(g.get("tenant_tag", "-"), g.get("client_request_id"))
         return True
 
 

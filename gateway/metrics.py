@@ -51,7 +51,8 @@ class Metrics:
                                         ["upstream"], multiprocess_mode="livesum", registry=r)
         self.overloaded = Counter("llava_admission_rejected", "Requests refused with 429 by admission, by reason "
                                   "(queue_full: the waiting line was full; wait_timeout: no slot within "
-                                  "ADMISSION_WAIT_SECONDS)", ["reason"], registry=r)
+                                  "ADMISSION_WAIT_SECONDS; pushed_out: another API key took its place in a full "
+                                  "line, this key holding the most of it)", ["reason"], registry=r)
         self.admission_waiting = Gauge("llava_admission_waiting_requests", "Requests waiting for a model call slot",
                                        multiprocess_mode="livesum", registry=r)
         self.admission_wait = Histogram("llava_admission_wait_seconds", "Time requests waited for a model call slot",

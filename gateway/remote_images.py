@@ -10,10 +10,12 @@ An allowed URL is fetched so that it cannot be turned against that network:
   REMOTE_IMAGE_ALLOW_PRIVATE=true, link-local and cloud metadata addresses always
   (also when embedded in an IPv6 address). The connection then goes to the checked
   address (TLS still verifies the name), so a second lookup cannot swap it.
-- One wall-clock deadline, REMOTE_IMAGE_TIMEOUT_SECONDS: a timer shuts the socket
-  down when it passes, whatever the server is doing (before: the deadline was
-  checked between 64 KiB reads, and a server sending 1 byte a second held a thread
-  for 20 s under a 5 s limit).
+- One wall-clock deadline, REMOTE_IMAGE_TIMEOUT_SECONDS, over the connect, the TLS
+  handshake and every read: each waits at most for the time left, and a timer shuts
+  the connection down when it passes, whatever the server is doing (before: the
+  deadline was checked between 64 KiB reads, and a server sending 1 byte a second
+  held a thread for 20 s under a 5 s limit; over TLS the timer could not reach the
+  wrapped socket, and a drip held a fetch for 30 s).
 - No redirects, no proxy or .netrc from the environment, at most MAX_UPLOAD_BYTES.
 - Every failure after the allow-list answers the same words (`unavailable`), so
   the answer does not tell an open port from a closed one, or an image from a
@@ -131,23 +133,32 @@ def refused_address(address: str, allow_private: bool) -> str | None:
 def _get(parts, host: str, port: int, address: tuple, deadline: float, limit: int) -> bytes:
     family, sockaddr = address
     sock = socket.socket(family, socket.SOCK_STREAM)
+    # The timer shuts the connection through a descriptor of its own: `wrap_socket`
+    # detaches `sock` (its shutdown() then fails with EBADF) before the handshake even
+    # starts, and shutdown(2) on any descriptor of a connection ends every blocked read
+    # on it, TLS or plain (issue 25: an HTTPS server dripping a byte every 2 s held a
+    # fetch for 30 s under a 5 s limit).
+    handle = sock.dup()
     cut = threading.Event()
 
     def at_deadline():
         cut.set()
         try:
-            sock.shutdown(socket.SHUT_RDWR)  # a blocked connect, handshake or read returns at once
+            handle.shutdown(socket.SHUT_RDWR)  # a blocked connect, handshake or read returns at once
         except OSError:
             pass
+
+    def left() -> float:
+        return max(0.01, deadline - time.monotonic())
 
     timer = threading.Timer(max(0.0, deadline - time.monotonic()), at_deadline)
     timer.daemon = True
     timer.start()
+    stream = sock
     try:
-        sock.settimeout(min(CONNECT_TIMEOUT_S, max(0.01, deadline - time.monotonic())))
+        sock.settimeout(min(CONNECT_TIMEOUT_S, left()))
         sock.connect(sockaddr)
-        sock.settimeout(max(0.01, deadline - time.monotonic()))
-        stream = sock
+        sock.settimeout(left())  # bounds the TLS handshake too
         if parts.scheme.lower() == "https":
             stream = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
         connection = http.client.HTTPConnection(host, port)  # speaks HTTP over the pinned socket
@@ -157,6 +168,7 @@ def _get(parts, host: str, port: int, address: tuple, deadline: float, limit: in
         default = _DEFAULT_PORTS[parts.scheme.lower()]
         connection.putheader("Host", _bracketed(host) if port == default else f"{_bracketed(host)}:{port}")
         connection.putheader("Accept", "image/*")
+        stream.settimeout(left())
         connection.endheaders()
         response = connection.getresponse()
         if response.status != 200:
@@ -165,7 +177,11 @@ def _get(parts, host: str, port: int, address: tuple, deadline: float, limit: in
         if declared.isdigit() and int(declared) > limit:
             raise Unusable(f"it declared {declared} bytes, over {limit}")
         data = bytearray()
-        while chunk := response.read(_CHUNK):
+        while True:
+            stream.settimeout(left())  # each read waits at most for what is left of the deadline
+            chunk = response.read1(_CHUNK)  # one receive: a byte now and then cannot stretch a read
+            if not chunk:
+                break
             data += chunk
             if len(data) > limit:
                 raise Unusable(f"it sent over {limit} bytes")
@@ -176,7 +192,8 @@ def _get(parts, host: str, port: int, address: tuple, deadline: float, limit: in
         raise Unusable("the deadline passed" if cut.is_set() else f"the connection failed ({exc!r})") from None
     finally:
         timer.cancel()
-        sock.close()
+        for each in (stream, sock, handle):
+            each.close()
 
 
 def _target(parts) -> tuple[str, int] | None:

@@ -74,6 +74,22 @@ def host_ports(raw: str) -> tuple[str, ...]:
     return entries
 
 
+def weights(raw: str) -> tuple[tuple[str, float], ...]:
+    """`key=weight` entries (a key may itself hold `=`: the weight follows the last one)."""
+    entries = []
+    for entry in csv(raw):
+        key, _, weight = entry.rpartition("=")
+        try:
+            value = float(weight)
+        except ValueError:
+            value = 0.0
+        if not key or not 0.01 <= value <= 1000:
+            raise ValueError("each entry must be key=weight with a weight from 0.01 to 1000 (the key is not repeated "
+                             "here)")
+        entries.append((key, value))
+    return tuple(entries)
+
+
 def is_loopback(host: str) -> bool:
     if host.lower() in LOOPBACK_NAMES:
         return True
@@ -133,6 +149,11 @@ class GatewaySettings:
     admission_queue: int = setting("ADMISSION_QUEUE", 32, integer(0, 100_000),
                                    "Requests per worker that may wait for a model call slot, first come first served; "
                                    "past it 429 OVERLOADED at once")
+    admission_weights: tuple = setting("ADMISSION_WEIGHTS", (), weights,
+                                       "`key=weight` entries, comma-separated, for keys of API_KEYS: their share of "
+                                       "the admission line and of model call slots when several keys wait "
+                                       "(default weight 1; a key of weight 2 gets twice the slots of a key of 1; "
+                                       "ADMISSION_WEIGHTS_FILE reads them from a file)", secret=True)
     admission_wait_s: float = setting("ADMISSION_WAIT_SECONDS", 60.0, number(0, 3600),
                                       "Longest wait for a model call slot; past it 429 OVERLOADED")
     connect_timeout_s: float = setting("UPSTREAM_CONNECT_TIMEOUT_SECONDS", 2.0, number(0.01, 60),
@@ -220,6 +241,9 @@ class GatewaySettings:
                              "(or API_KEYS_FILE), or ALLOW_ANONYMOUS=true to serve anyone who can connect")
         if self.cache_password and self.cache_url:
             object.__setattr__(self, "cache_url", with_password(self.cache_url, self.cache_password))
+        unknown = sum(1 for key, _ in self.admission_weights if key not in self.api_keys)
+        if unknown:
+            raise ValueError(f"ADMISSION_WEIGHTS names {unknown} key(s) that are not in API_KEYS")
         needed = self.max_in_flight + self.admission_queue + SPARE_THREADS
         if self.threads < needed:
             raise ValueError(f"GATEWAY_THREADS ({self.threads}) must be at least MAX_UPSTREAM_IN_FLIGHT + "

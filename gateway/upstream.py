@@ -10,7 +10,10 @@ not open, the one with the fewest calls in flight. Connections are pooled
   5xx, garbage, breaker open, no replica ready). It counts against the breaker
   and leads to FALLBACK / SERVICE_UNAVAILABLE.
 - `UpstreamRefused`: the model is up and refused this request (400 context too
-  long, 413, 415, 429 queue full). It does not count against the breaker.
+  long or a schema that failed while decoding, 413, 415, 429 queue full). It does
+  not count against the breaker; neither does an `UpstreamDown` that the model said
+  was the request's own (`own`: out of memory for this request). Only what says the
+  replica is unhealthy opens it: connection errors, timeouts, other 5xx, garbage.
 """
 from __future__ import annotations
 
@@ -23,6 +26,8 @@ from dataclasses import dataclass
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
+
+from llava_common import failures, request_ids
 
 from .breaker import Breaker
 from .discovery import Discovery
@@ -56,9 +61,11 @@ def _never_connected(exc: requests.ConnectionError) -> bool:
 
 
 class UpstreamDown(Exception):
-    def __init__(self, kind: str, detail: str, retry_after: int | None = None):
+    """`own`: the model answered that this request alone failed (llava_common/failures.py)."""
+
+    def __init__(self, kind: str, detail: str, retry_after: int | None = None, own: bool = False):
         super().__init__(f"{kind}: {detail}")
-        self.kind, self.detail, self.retry_after = kind, detail, retry_after
+        self.kind, self.detail, self.retry_after, self.own = kind, detail, retry_after, own
 
 
 class UpstreamRefused(Exception):
@@ -69,14 +76,19 @@ class UpstreamRefused(Exception):
 
 @dataclass(frozen=True)
 class Trace:
-    """What identifies a request in the model process's logs: our request id and
-    the caller's W3C trace context (validated at the boundary), sent as headers."""
+    """What identifies a request in the model process's logs: our request id, the
+    client's own id, the caller's tenant tag and W3C trace context (all validated at
+    the boundary), sent as headers (llava_common/request_ids.py)."""
     request_id: str
     traceparent: str | None = None
     tracestate: str | None = None
+    client_request_id: str | None = None
+    tenant: str | None = None
 
     def headers(self) -> dict:
-        sent = {"X-Request-ID": self.request_id, "traceparent": self.traceparent, "tracestate": self.tracestate}
+        sent = {request_ids.REQUEST_ID_HEADER: self.request_id, "traceparent": self.traceparent,
+                "tracestate": self.tracestate, request_ids.CLIENT_REQUEST_ID_HEADER: self.client_request_id,
+                request_ids.TENANT_HEADER: self.tenant}
         return {name: value for name, value in sent.items() if value}
 
 
@@ -93,7 +105,7 @@ class Replica:
     def __init__(self, url: str, settings, metrics):
         self.url = url
         self.breaker = Breaker(url, settings.breaker_fail_max, settings.breaker_reset_s, metrics.breaker_state,
-                               exclude=[UpstreamRefused])
+                               exclude=[UpstreamRefused, _request_own])
         self.in_flight = 0
         self.ready: bool | None = None  # None: not checked yet
         self.checked_at = float("-inf")
@@ -299,10 +311,11 @@ class Upstream:
         code, message = _error_of(response)
         if response.status_code in (400, 413, 415, 422, 429):
             raise UpstreamRefused(response.status_code, code, message, retry_after)
-        if response.status_code == 503:
+        own = code in failures.REQUEST_OWN_CODES
+        if response.status_code == 503 and not own:
             self._mark(replica, False, quick=True)
         raise UpstreamDown(SERVER_ERROR, f"{replica.url} answered {response.status_code} {code}",
-                           retry_after=retry_after)
+                           retry_after=retry_after, own=own)
 
 
 class UpstreamStream:
@@ -342,6 +355,11 @@ class UpstreamStream:
             self._closed = True
             self._response.close()
             self._on_close()
+
+
+def _request_own(exc: BaseException) -> bool:
+    """Excluded from the breaker's count (pybreaker takes a predicate too)."""
+    return isinstance(exc, UpstreamDown) and exc.own
 
 
 def _error_of(response: requests.Response) -> tuple[str, str]:

@@ -4,14 +4,18 @@ carries, judged the same way by the gateway and the model process (written once)
 What is refused here, before anything is queued: a `response_format` of the wrong
 shape, a schema that is not valid JSON Schema (checked against the 2020-12
 meta-schema with `jsonschema`), one over MAX_SCHEMA_BYTES or nested deeper than
-MAX_SCHEMA_DEPTH. Keywords the grammar engine cannot enforce (`not`, `if`,
-`uniqueItems`, ...) are refused by the model process when it compiles the schema.
+MAX_SCHEMA_DEPTH, and one too costly to enforce (schema_costs.py: too many
+`anyOf`/`oneOf` branches, a `pattern` whose automaton would explode). Keywords the
+grammar engine cannot enforce (`not`, `if`, `uniqueItems`, ...) are refused by the
+model process when it compiles the schema.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 from dataclasses import dataclass
+
+from .schema_costs import CostError, check_costs
 
 MAX_SCHEMA_BYTES = 16 * 1024     # a schema is part of every request that uses it
 MAX_SCHEMA_DEPTH = 16            # nested objects/arrays in the schema document
@@ -100,6 +104,10 @@ def check_schema(schema: object) -> str:
     except exceptions.SchemaError as error:
         where = "/".join(str(p) for p in error.absolute_path) or "(root)"
         raise SchemaError(f"the schema is not valid JSON Schema at {where}: {error.message[:200]}") from None
+    try:
+        check_costs(schema)
+    except CostError as error:
+        raise SchemaError(str(error)) from None
     return text
 
 

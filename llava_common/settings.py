@@ -24,9 +24,10 @@ class SettingsError(ValueError):
     """One or more environment variables hold a value that cannot be used."""
 
 
-def setting(env: str, default: Any, parse: Parser, help: str) -> Any:
-    """A dataclass field bound to environment variable `env`."""
-    return dataclasses.field(default=default, metadata={"env": env, "parse": parse, "help": help})
+def setting(env: str, default: Any, parse: Parser, help: str, secret: bool = False) -> Any:
+    """A dataclass field bound to environment variable `env`; a `secret` one's value
+    is never repeated in an error."""
+    return dataclasses.field(default=default, metadata={"env": env, "parse": parse, "help": help, "secret": secret})
 
 
 def load(cls: type[T], environ: Mapping[str, str]) -> T:
@@ -45,7 +46,8 @@ def load(cls: type[T], environ: Mapping[str, str]) -> T:
         try:
             values[f.name] = f.metadata["parse"](raw.strip())
         except ValueError as exc:
-            problems.append(f"{env}={raw!r}: {exc}")
+            shown = "(not shown)" if f.metadata.get("secret") else repr(raw)
+            problems.append(f"{env}={shown}: {exc}")
     if problems:
         raise SettingsError("invalid settings: " + "; ".join(problems))
     try:

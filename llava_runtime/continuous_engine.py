@@ -32,6 +32,7 @@ import torch
 from . import errors, kv_slots
 from .engine_thread import EngineThread
 from .errors import ApiError
+from .grammar import GrammarFailure
 from .jobs import CANCELLED, Job, eos_token_ids
 from .loader import BootError
 from .runner import GRAPHS_CAPTURED, Runner, TokenRead
@@ -219,7 +220,9 @@ class ContinuousEngine(EngineThread):
             self._deliver(first)
             if job.done:
                 return
-            self.runner.set_mask(chunk.row, job.constraint)
+            if not self._mask(chunk.row, job):
+                self._finished(job)
+                return
         if job.params.max_tokens <= 1:
             self._leave(job)
             return
@@ -270,7 +273,7 @@ class ContinuousEngine(EngineThread):
             job.on_token(token, now)
             delivered += 1
             if job.constraint is not None and not job.done and job in self.scheduler.running:
-                self.runner.set_mask(self.scheduler.running.index(job), job.constraint)
+                self._mask(self.scheduler.running.index(job), job)
             if first and job.first_token_at is not None:
                 self.metrics.ttft.observe(job.first_token_at - job.arrived)
                 self.metrics.prefill.observe(job.first_token_at - job.started)
@@ -278,6 +281,17 @@ class ContinuousEngine(EngineThread):
                 self._finished(job)
         self.metrics.generation_tokens.inc(delivered)
         self._rate.append((now, delivered))
+
+    def _mask(self, row: int, job: Job) -> bool:
+        """Give `row` its job's next-token mask; a grammar that fails (a limit, its mask
+        budget) fails its own job only (the caller lets the row leave)."""
+        try:
+            self.runner.set_mask(row, job.constraint)
+            return True
+        except GrammarFailure as failure:
+            log.info("request %s: its grammar failed: %s", job.request_id, failure)
+            job.fail(errors.grammar_failed(failure))
+            return False
 
     def _finished(self, job: Job) -> None:
         self._leave(job)
@@ -309,6 +323,9 @@ class ContinuousEngine(EngineThread):
                 torch.cuda.empty_cache()
             log.error("CUDA out of memory in %s for request(s) %s; failing them", where, ids)
             error = errors.out_of_memory()
+        elif isinstance(exc, GrammarFailure):  # the schema's own limit (set_mask before a prefill's last chunk)
+            log.info("%s: the grammar of request(s) %s failed: %s", where, ids, exc)
+            error = errors.grammar_failed(exc)
         else:
             log.exception("%s failed for request(s) %s", where, ids)
             error = ApiError("internal_error", "generation failed inside the model process")

@@ -53,6 +53,13 @@ def queue_full(limit: int) -> ApiError:
     return ApiError("queue_full", f"the model queue is full ({limit} requests waiting); retry shortly")
 
 
+def grammar_failed(failure: Exception) -> ApiError:
+    """A row whose grammar hit a limit while decoding (grammar.GrammarFailure): the
+    schema's fault, a 400, never a 500 (a 5xx would count against the gateway's
+    circuit breaker and pause every tenant's calls)."""
+    return ApiError("invalid_request", f"{failure}; simplify the schema", "response_format")
+
+
 def out_of_memory() -> ApiError:
     return ApiError("out_of_memory", "the GPU ran out of memory for this request; retry, or send a smaller image "
                     "or a lower max_tokens")

@@ -35,7 +35,7 @@ from transformers.generation.streamers import BaseStreamer
 from . import decode, errors, sampling
 from .engine_thread import EngineThread
 from .errors import ApiError
-from .grammar import bitmask_words
+from .grammar import GrammarFailure, bitmask_words
 from .inputs import Prepared
 from .jobs import Job, eos_token_ids
 
@@ -58,7 +58,11 @@ class RowSampler(LogitsProcessor):
             masks = torch.full((scores.shape[0], bitmask_words(scores.shape[1])), -1, dtype=torch.int32)
             for i in self.constrained:
                 if not self.jobs[i].done:
-                    self.jobs[i].constraint.fill(masks[i])
+                    try:
+                        self.jobs[i].constraint.fill(masks[i])
+                    except GrammarFailure as failure:  # fails this row alone; RowStop ends it
+                        self.jobs[i].fail(errors.grammar_failed(failure))
+                        masks[i] = -1
             scores = sampling.apply_bitmask(scores, masks.to(scores.device))
         if generated >= self.most_min_tokens and not self.any_sampled:  # decided on the host: no device sync
             return scores

@@ -13,7 +13,8 @@ import queue
 import time
 from dataclasses import dataclass
 
-from .errors import ApiError
+from .errors import ApiError, grammar_failed
+from .grammar import GrammarFailure
 from .inputs import Prepared, SamplingParams
 
 
@@ -101,8 +102,10 @@ class Job:
             return
         self.tokens.append(token)
         if self.constraint is not None:
-            if not self.constraint.accept(token):  # the mask allowed it, so the grammar must take it
-                self.fail(ApiError("internal_error", "the answer left its schema inside the model process"))
+            try:
+                self.constraint.accept(token)
+            except GrammarFailure as failure:  # the schema's own limit: this row fails alone
+                self.fail(grammar_failed(failure))
                 return
             if self.constraint.finished:  # the JSON value is complete: nothing but EOS may follow
                 self.finish(STOP)

@@ -56,6 +56,13 @@ class ModelMetrics:
         self.cuda_graph_capture_failed = Gauge("llava_model_cuda_graph_capture_failed",
                                                "1 when capturing the decode step failed and steps run uncaptured",
                                                registry=r)
+        self.grammar_compiles = Counter("llava_model_grammar_compiles",
+                                        "Structured-output schemas compiled (a miss of the per-tenant grammar cache)",
+                                        registry=r)
+        self.grammar_failures = Counter("llava_model_grammar_failures",
+                                        "Structured-output requests failed alone by their grammar (a limit of the "
+                                        "grammar engine or the mask budget), by stage: compile (refused before "
+                                        "queueing) or decode", ["stage"], registry=r)
         self.oom = Counter("llava_model_oom_events", "CUDA out-of-memory errors caught in a batch", registry=r)
         self.ready = Gauge("llava_model_ready", "1 once the model is loaded and warmed up", registry=r)
         self.load_seconds = Gauge("llava_model_load_seconds", "Seconds spent loading the weights", registry=r)

@@ -67,8 +67,10 @@ def create_app(settings, service) -> Flask:
 
     @app.before_request
     def tag_request():
-        header = request.headers.get("X-Request-ID", "")
-        g.request_id = request_ids.UNSAFE.sub("", header)[:request_ids.MAX_LENGTH] or uuid.uuid4().hex
+        # The gateway's id (it makes every one); made here for a caller that sent none.
+        g.request_id = request_ids.cleaned(request.headers.get(request_ids.REQUEST_ID_HEADER)) or request_ids.new()
+        g.client_request_id = request_ids.cleaned(request.headers.get(request_ids.CLIENT_REQUEST_ID_HEADER))
+        g.tenant = request_ids.cleaned(request.headers.get(request_ids.TENANT_HEADER))
         g.trace = request_ids.UNSAFE.sub("", request.headers.get("traceparent", ""))[:64]  # hex and dashes
         g.started = time.monotonic()
 
@@ -78,8 +80,10 @@ def create_app(settings, service) -> Flask:
         response.headers["X-Request-ID"] = g.get("request_id", "")
         if not endpoint.startswith(("/health", "/metrics")):
             metrics.requests.labels(endpoint, str(response.status_code)).inc()
-            log.info("%s %s -> %d in %.0f ms [%s]%s", request.method, request.path, response.status_code,
-                     (time.monotonic() - g.started) * 1000, g.request_id, f" traceparent={g.trace}" if g.trace else "")
+            log.info("%s %s -> %d in %.0f ms [%s%s]%s", request.method, request.path, response.status_code,
+                     (time.monotonic() - g.started) * 1000, g.request_id,
+                     request_ids.log_context(g.tenant, g.client_request_id),
+                     f" traceparent={g.trace}" if g.trace else "")
         return response
 
     @app.errorhandler(ApiError)
@@ -145,7 +149,7 @@ def create_app(settings, service) -> Flask:
         started = time.monotonic()
         with service.preparing():
             parsed = parse(_json_body(), service.limits)
-            job = service.submit(parsed, g.request_id, stream=stream)
+            job = service.submit(parsed, g.request_id, stream=stream, tenant=g.tenant)
             metrics.preprocess.observe(time.monotonic() - started)
         return parsed, job
 

@@ -13,7 +13,7 @@ from .continuous_engine import ContinuousEngine
 from .decoder import unsupported_reason
 from .faults import Faults
 from .generate_engine import GenerateEngine
-from .grammar import Grammars
+from .grammar import NO_TENANT, Grammars, MaskBudget
 from .inputs import ChatRequest, Limits, prepare
 from .jobs import Job
 from .loader import BootError, LoadedModel, Progress, load_model
@@ -81,7 +81,9 @@ class Service:
         except BaseException:
             self._stop_reports.set()
             raise
-        self.grammars = Grammars(self.loaded.tokenizer)
+        self.grammars = Grammars(self.loaded.tokenizer, MaskBudget(self.settings.mask_budget_ms / 1000,
+                                                                   self.settings.mask_average_ms / 1000),
+                                 self.metrics)
         log.info("engine: %s %s", self.engine.name, self.engine.describe())
 
     @property
@@ -93,14 +95,15 @@ class Service:
         """Wrap a request's parsing and preprocessing (the generate engine's batch waits for it)."""
         return self.engine.preparing()
 
-    def submit(self, request: ChatRequest, request_id: str, stream: bool = False) -> Job:
+    def submit(self, request: ChatRequest, request_id: str, stream: bool = False, tenant: str = NO_TENANT) -> Job:
         """A parsed request becomes a job: image tiles and prompt tokens in the caller's
-        thread (overlapping the running steps), checked against the context, then queued."""
+        thread (overlapping the running steps), checked against the context, then queued.
+        `tenant` (the gateway's tag of the caller's key) scopes the grammar cache."""
         loaded = self.loaded
         prepared = prepare(request, loaded.processor, self.context_length, loaded.image_token_id)
         output = request.params.response_format
         # Compiled here, in the request's thread, never on the engine's.
-        constraint = self.grammars.constraint(output) if output is not None else None
+        constraint = self.grammars.constraint(output, tenant) if output is not None else None
         return self.engine.submit(prepared, request.params, request_id, stream=stream or request.stream,
                                   constraint=constraint)
 

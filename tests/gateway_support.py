@@ -39,7 +39,7 @@ class Served:
 class FakeUpstream:
     """The model process's contract, with switchable faults.
 
-    mode: ok | error500 | stall | loading | garbage | context | queue_full
+    mode: ok | error500 | stall | loading | garbage | context | queue_full | oom
     """
 
     def __init__(self, port: int = 0):
@@ -47,6 +47,7 @@ class FakeUpstream:
         self.calls = 0
         self.payloads: list[dict] = []
         self.request_ids: list[str] = []
+        self.client_request_ids: list[str] = []
         self.release = threading.Event()   # ends a stall
         self.delay_s = 0.0                 # slows every ok answer (single-flight, admission)
         self.lock = threading.Lock()
@@ -73,6 +74,7 @@ class FakeUpstream:
                 n = self.calls
             self.payloads.append(request.get_json())
             self.request_ids.append(request.headers.get("X-Request-ID", ""))
+            self.client_request_ids.append(request.headers.get("X-Client-Request-ID", ""))
             mode = self.mode
             if mode == "stall":
                 self.release.wait(30)
@@ -88,6 +90,8 @@ class FakeUpstream:
                                         "4096")
             if mode == "queue_full":
                 return contract.refusal("queue_full", "queue full")
+            if mode == "oom":
+                return contract.refusal("out_of_memory", "the GPU ran out of memory for this request")
             if self.delay_s:
                 time.sleep(self.delay_s)
             return {"id": "chatcmpl-1", "object": "chat.completion", "model": "fake-llava",

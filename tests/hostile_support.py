@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 import shutil
 import socket
+import ssl
+import subprocess
 import sys
 import tempfile
 import threading
@@ -206,17 +208,28 @@ class SlowClients:
             s.close()
 
 
+# --------------------------------------------------------------------- hostile schemas
+
+def hostile_any_of(branches: int) -> dict:
+    """Issue 25, finding 1: `anyOf` objects sharing six properties, each with one of its
+    own (120 of them: 12 KB, inside the size and depth limits)."""
+    shared = {name: {} for name in "abcdef"}
+    return {"anyOf": [{"type": "object", "properties": {**shared, f"k{i}": {}}, "required": [f"k{i}"]}
+                      for i in range(branches)]}
+
+
 # --------------------------------------------------------------------- hostile image servers
 
 class RawServer:
     """A TCP server on 127.0.0.1 that runs `handle(sock)` for each connection in a
-    thread of its own, counting connections and the most open at once."""
+    thread of its own, counting connections and the most open at once; with `tls` (a
+    server-side SSLContext) behind a TLS handshake, at https://localhost:PORT."""
 
-    def __init__(self, handle):
-        self.handle = handle
+    def __init__(self, handle, tls: ssl.SSLContext | None = None):
+        self.handle, self.tls = handle, tls
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"https://localhost:{self.port}" if tls else f"http://127.0.0.1:{self.port}"
         self.connections = self.open = self.most_open = 0
         self.requests: list[bytes] = []
         self.accepted_at: list[float] = []
@@ -240,6 +253,8 @@ class RawServer:
             self.most_open = max(self.most_open, self.open)
         try:
             sock.settimeout(30)
+            if self.tls is not None:
+                sock = self.tls.wrap_socket(sock, server_side=True)
             head = b""
             while b"\r\n\r\n" not in head:
                 chunk = sock.recv(4096)
@@ -305,3 +320,32 @@ def serves(body: bytes):
     def handle(sock, closed) -> None:
         sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
     return handle
+
+
+class ThrowawayCA:
+    """A certificate authority made for one test (openssl, in a temporary directory)
+    and a certificate it signed for `localhost` and 127.0.0.1. A gateway started with
+    SSL_CERT_FILE=ca.pem trusts it (OpenSSL reads that variable for the default
+    verify paths); nothing else does."""
+
+    def __init__(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="throwaway-ca-"))
+        self.ca, self.cert, self.key = self.dir / "ca.pem", self.dir / "cert.pem", self.dir / "key.pem"
+        ext = self.dir / "ext.cnf"
+        ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+        run = lambda *args: subprocess.run(["openssl", *args], cwd=self.dir, check=True, capture_output=True)  # noqa: E731
+        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca-key.pem", "-out", str(self.ca),
+            "-days", "1", "-subj", "/CN=llava test CA")
+        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(self.key), "-out", "cert.csr",
+            "-subj", "/CN=localhost")
+        run("x509", "-req", "-in", "cert.csr", "-CA", str(self.ca), "-CAkey", "ca-key.pem", "-CAcreateserial",
+            "-out", str(self.cert), "-days", "1", "-extfile", str(ext))
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert, self.key)
+        return context
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+

@@ -254,9 +254,10 @@ def test_trace_context_and_request_id_reach_the_model(documented):
     traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     response = requests.post(url + "/chat/completions", timeout=30, headers={
         "traceparent": traceparent, "X-Request-ID": "order-7"}, json={"messages": [user("Traced?")]})
-    assert response.status_code == 200 and response.headers["X-Request-ID"] == "order-7"
+    assert response.status_code == 200 and response.headers["X-Client-Request-ID"] == "order-7"
     sent = {k.lower(): v for k, v in fake.headers[-1].items()}
-    assert sent["traceparent"] == traceparent and sent["x-request-id"] == "order-7"
+    assert sent["traceparent"] == traceparent and sent["x-request-id"] == response.headers["X-Request-ID"] != "order-7"
+    assert sent["x-client-request-id"] == "order-7"
     requests.post(url + "/chat/completions", timeout=30, headers={"traceparent": "garbage"},
                   json={"messages": [user("Not traced")]})
     assert "traceparent" not in {k.lower() for k in fake.headers[-1]}

@@ -38,9 +38,11 @@ def test_demo_stack_answers_caches_falls_back_and_stops(demo_model_dir, tmp_path
                         headers={"X-Request-ID": "e2e-first"}, timeout=120)
         body = first.json()
         assert first.status_code == 200 and body["status"] == "SUCCESS", body
-        assert body["model"] == "llava-demo" and body["requestId"] == "e2e-first"
+        assert body["model"] == "llava-demo" and body["requestId"] == first.headers["X-Request-ID"] != "e2e-first"
+        assert first.headers["X-Client-Request-ID"] == "e2e-first"
         assert body["usage"]["promptTokens"] > 500 and 1 <= body["usage"]["completionTokens"] <= 8
-        assert "e2e-first" in stack.output(), "the request id must reach the model process's log"
+        assert f"{body['requestId']} tenant=- client_request_id=e2e-first" in stack.output(), \
+            "both ids must reach the model process's log"
 
         # The banner's promise, "the same again answers CACHED", whichever of the 4 workers answers.
         with ThreadPoolExecutor(7) as pool:

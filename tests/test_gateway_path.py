@@ -2,6 +2,7 @@
 admission, circuit breaker, fallback, upstream refusals, auth, request ids."""
 from __future__ import annotations
 
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -202,6 +203,21 @@ def test_context_length_exceeded_is_the_clients_error(fake):
     assert breaker == "closed" and fake.calls == 3
 
 
+def test_a_requests_own_failure_never_opens_the_breaker(fake):
+    """Issue 25: a 503 out_of_memory is this request's (llava_common/failures.py): it is
+    answered as an outage (FALLBACK) but neither counts against the breaker nor marks the
+    replica not ready; two 500s then open it (BREAKER_FAIL_MAX=2) as before."""
+    fake.mode = "oom"
+    with gateway(fake.url, BREAKER_FAIL_MAX=2) as (url, app):
+        replica = app.extensions["gateway"].upstream.replicas[0]
+        own = [analyze(url, jpeg(), f"oom {i}").json()["status"] for i in range(4)]
+        state_after_own, ready_after_own = replica.breaker.state, replica.ready
+        fake.mode = "error500"
+        [analyze(url, jpeg(), f"fail {i}") for i in range(2)]
+    assert own == ["FALLBACK"] * 4 and fake.calls == 6
+    assert (state_after_own, ready_after_own) == ("closed", True) and replica.breaker.state == "open"
+
+
 def test_upstream_queue_full_is_overloaded(fake):
     fake.mode = "queue_full"
     with gateway(fake.url) as (url, _):
@@ -253,15 +269,20 @@ def test_replicas_least_loaded_ready_one_is_chosen(fake):
         second.close()
 
 
-def test_request_id_is_passed_upstream_and_echoed(fake):
+def test_request_ids_are_made_here_and_the_clients_own_is_kept_apart(fake):
+    """Every request id is the gateway's (issue 25: a client's would let another tenant
+    reuse it); a well-formed X-Request-ID comes back in X-Client-Request-ID and goes
+    upstream beside ours, a malformed one is dropped."""
     with gateway(fake.url) as (url, _):
         given = analyze(url, jpeg(), headers={"X-Request-ID": "order-42.a"})
         made = analyze(url, jpeg(), "another")
         hostile = analyze(url, jpeg(), "third", headers={"X-Request-ID": "bad id; <script>" + "x" * 200})
-    assert given.json()["requestId"] == given.headers["X-Request-ID"] == "order-42.a"
-    assert fake.request_ids[0] == "order-42.a"
-    assert len(made.json()["requestId"]) == 32 and fake.request_ids[1] == made.json()["requestId"]
-    assert len(hostile.json()["requestId"]) == 32 and hostile.headers["X-Request-ID"] == hostile.json()["requestId"]
+    for response, sent in zip((given, made, hostile), fake.request_ids):
+        assert re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Request-ID"])
+        assert response.json()["requestId"] == response.headers["X-Request-ID"] == sent
+    assert given.headers["X-Client-Request-ID"] == "order-42.a" and fake.client_request_ids[0] == "order-42.a"
+    assert "X-Client-Request-ID" not in made.headers and "X-Client-Request-ID" not in hostile.headers
+    assert fake.client_request_ids[1:] == ["", ""]
 
 
 @pytest.mark.parametrize("headers, http", [

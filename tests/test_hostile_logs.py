@@ -81,4 +81,5 @@ def test_client_text_in_answers_is_escaped_and_cut(stack):
     assert long.status_code == 404 and len(long.json()["error"]["message"]) < 400
     assert "more characters" in long.json()["error"]["message"]
     bad_id = requests.get(gateway.url + "/v1/models", headers={**headers, "X-Request-ID": "a\tb" * 50}, timeout=10)
-    assert re.fullmatch(r"[0-9a-f]{32}", bad_id.headers["X-Request-ID"])  # not echoed: one of ours instead
+    assert re.fullmatch(r"[0-9a-f]{32}", bad_id.headers["X-Request-ID"])  # ours, always
+    assert "X-Client-Request-ID" not in bad_id.headers  # a malformed client id is not echoed

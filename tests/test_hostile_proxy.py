@@ -95,7 +95,7 @@ def test_the_proxy_answers_and_streams_like_the_gateway(stack):
                     arrived.append(time.monotonic() - started)
     finally:
         fake.token_delay_s = 0.0
-    assert plain.status_code == 200 and plain.headers["X-Request-ID"] == "through-the-proxy"
+    assert plain.status_code == 200 and plain.headers["X-Client-Request-ID"] == "through-the-proxy"
     assert plain.json()["choices"][0]["message"]["content"] == "".join(TOKENS)
     assert len(arrived) >= len(TOKENS) and arrived[-1] - arrived[0] > 0.2 * (len(TOKENS) - 2)
 

@@ -210,12 +210,14 @@ def test_the_request_id_and_traceparent_reach_the_log(demo_model_dir):
     with proc:
         proc.wait_for(url + "/health", 200, timeout=90)
         answer = requests.post(url + "/v1/analyze", timeout=60,
-                               headers={"X-Request-ID": "abc <script> [x]", "traceparent": trace},
+                               headers={"X-Request-ID": "abc <script> [x]", "traceparent": trace,
+                                        "X-Client-Request-ID": "order <7>", "X-Tenant-ID": "t]en ant"},
                                json={"image": images.b64(images.jpeg()), "prompt": "What is in this picture?",
                                      "max_tokens": 2})
         assert answer.status_code == 200
     line = next(line for line in proc.output().splitlines() if "POST /v1/analyze" in line)
-    assert "[abcscriptx]" in line and f"traceparent={trace}" in line  # only id-safe characters reach the log
+    # only id-safe characters reach the log, of every id
+    assert "[abcscriptx tenant=tenant client_request_id=order7]" in line and f"traceparent={trace}" in line
 
 
 @pytest.mark.parametrize("method,path,body,status,code", [

@@ -9,7 +9,8 @@ import pytest
 
 from llava_common import schemas
 from llava_runtime.errors import ApiError
-from llava_runtime.grammar import Grammars
+from llava_runtime.grammar import Grammars, MaskBudget
+from tests.hostile_support import hostile_any_of
 from tests.test_engine import SIZES, build, prepared_for
 
 WORD = {"type": "string", "maxLength": 24}
@@ -192,3 +193,79 @@ def test_compiling_a_large_schema_is_bounded(loaded_demo):
     except ApiError as refused:
         assert refused.status == 400
     assert time.monotonic() - started < 5.0
+
+
+# --------------------------------------------------------------------- issue 25: a grammar fails its own row
+
+LONG_TEXT = {"type": "object", "properties": {"note": {"type": "string", "maxLength": 400}}, "required": ["note"]}
+
+
+@pytest.mark.parametrize("kind", ["continuous", "generate"])
+def test_a_row_whose_grammar_fails_while_decoding_fails_alone_with_400(kind, engines, loaded_demo, model_settings):
+    """A grammar over its mask budget after its first 32 tokens (an average budget no
+    mask can meet) fails its own row with 400 invalid_request, never a 500; the free
+    rows beside it finish, token for token what they are alone."""
+    strict = Grammars(loaded_demo.tokenizer, MaskBudget(single_s=10.0, average_s=1e-9))
+    free = [prepared_for(loaded_demo, model_settings, (640, 480), seed=70 + i, max_tokens=48) for i in range(2)]
+    alone = submit(engines(kind, max_batch_size=1), strict, free)
+    hostile = with_schema(prepared_for(loaded_demo, model_settings, (500, 500), seed=5, max_tokens=300), LONG_TEXT)
+    engine = engines(kind, max_batch_size=8, max_batch_wait_ms=500)
+    with engine.preparing():
+        jobs = [engine.submit(prepared, params, f"r{i}", constraint=strict.constraint(params.response_format)
+                              if params.response_format else None)
+                for i, (prepared, params) in enumerate([free[0], hostile, free[1]])]
+    with pytest.raises(ApiError) as failed:
+        jobs[1].result(timeout=120)
+    assert failed.value.status == 400 and failed.value.code == "invalid_request"
+    assert "too costly to enforce" in failed.value.message and failed.value.param == "response_format"
+    assert [jobs[0].result(timeout=120).text, jobs[2].result(timeout=120).text] == [a.text for a in alone]
+
+
+def test_a_grammar_that_fails_on_its_forced_prefix_is_refused_before_it_is_queued(loaded_demo):
+    """Issue 25's schema with the branch limit out of the way (the model process is
+    also called without the gateway): 120 anyOf objects sharing six properties pass
+    the size and depth limits, then overflow llguidance's items per row on the first
+    `{`. The trial at compile time refuses them with 400 and caches nothing."""
+    fresh = Grammars(loaded_demo.tokenizer)
+    output = schemas.StructuredOutput(schemas.JSON_SCHEMA, schemas.canonical(hostile_any_of(120)))
+    with pytest.raises(ApiError) as refused:
+        fresh.constraint(output)
+    assert refused.value.status == 400 and "items" in refused.value.message and fresh.compiled == 0
+
+
+def test_the_grammar_cache_is_kept_per_tenant(loaded_demo):
+    fresh = Grammars(loaded_demo.tokenizer)
+    output = schemas.from_schema(SCHEMAS["flat"])
+    fresh.constraint(output, "tenant-a")
+    fresh.constraint(output, "tenant-a")
+    assert fresh.compiled == 1
+    fresh.constraint(output, "tenant-b")
+    assert fresh.compiled == 2  # B's first use compiles anew: its timing says nothing about A
+
+
+@pytest.mark.parametrize("schema,keyword", [
+    (hostile_any_of(120), "`anyOf` at # has 120 branches"),
+    ({"oneOf": [{"const": i} for i in range(40)]}, "`oneOf` at # has 40 branches"),
+    ({"type": "string", "pattern": "^.*a.{1000}$"}, "`pattern` at # cannot be enforced"),
+    ({"type": "string", "pattern": "a.{20}"}, "`pattern` at # cannot be enforced"),  # unanchored: an implicit .*
+    ({"type": "object", "patternProperties": {"^x.*y{40}$": {}}}, "`patternProperties` at # cannot be enforced"),
+    ({"type": "object", "properties": {"pattern": {"type": "string", "pattern": "(a|b)+c{30}"}}},
+     "`pattern` at #/properties/pattern cannot be enforced"),
+])
+def test_schemas_too_costly_to_enforce_are_refused_naming_the_keyword(schema, keyword):
+    with pytest.raises(schemas.SchemaError) as refused:
+        schemas.from_schema(schema)
+    assert keyword in str(refused.value)
+
+
+@pytest.mark.parametrize("schema", [
+    hostile_any_of(32),
+    {"type": "string", "pattern": "^\\d{4}-\\d{2}-\\d{2}$"},
+    {"type": "string", "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"},
+    {"type": "string", "pattern": "^[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}$"},  # an IBAN
+    {"type": "string", "pattern": "[a-z]{3}-[0-9]{4}"},  # unanchored, 8 characters
+    {"type": "object", "properties": {f"f{i}": {"anyOf": [{"type": "string"}, {"type": "null"}]}
+                                      for i in range(150)}},  # many nullable fields do not add up
+])
+def test_schemas_within_the_limits_pass(schema, loaded_demo):
+    Grammars(loaded_demo.tokenizer).constraint(schemas.from_schema(schema))
