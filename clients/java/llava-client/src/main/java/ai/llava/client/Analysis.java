@@ -6,7 +6,7 @@ package ai.llava.client;
  * @param status    SUCCESS, CACHED, or FALLBACK (free-text calls only: a call that asked for data
  *                  gets a {@link ServiceUnavailableException} instead)
  * @param result    the answer's text (with a preset or schema: its JSON text)
- * @param requestId the X-Request-ID the gateway logged it under
+ * @param requestId the gateway's id for the request (its logs and the model's carry it)
  * @param model     the model that answered; null on FALLBACK
  * @param usage     null when the model did not answer
  * @param latencyMs the gateway's time for the request

@@ -112,7 +112,10 @@ public final class AnalyzeRequest {
             return this;
         }
 
-        /** Sent as X-Request-ID (letters, digits, {@code ._:-}, up to 128); one is made when not given. */
+        /**
+         * The client's id (letters, digits, {@code ._:-}, up to 128), sent as X-Request-ID on every attempt: the gateway
+         * keeps it beside its own id (X-Client-Request-ID, client_request_id= in its logs). Made when not given.
+         */
         public Builder requestId(String requestId) {
             this.requestId = requestId;
             return this;

@@ -23,7 +23,7 @@ public interface CallObserver {
     /** One call under way. */
     interface Call {
 
-        /** The X-Request-ID the call carries (unbounded values: not for metric tags). */
+        /** The client's request id, sent as X-Request-ID on every attempt (unbounded values: not for metric tags). */
         void requestId(String requestId);
 
         /**

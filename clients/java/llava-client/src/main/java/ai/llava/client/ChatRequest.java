@@ -134,7 +134,7 @@ public final class ChatRequest {
             return this;
         }
 
-        /** Sent as X-Request-ID; one is made when not given. */
+        /** The client's id, sent as X-Request-ID on every attempt (the gateway logs it beside its own); made when not given. */
         public Builder requestId(String requestId) {
             this.requestId = requestId;
             return this;

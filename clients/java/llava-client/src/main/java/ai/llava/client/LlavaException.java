@@ -40,7 +40,10 @@ public class LlavaException extends RuntimeException {
         return code;
     }
 
-    /** The X-Request-ID the call was sent with (the gateway's logs use it). */
+    /**
+     * The gateway's id for the failed attempt when it answered (its logs and the model's carry it), else the
+     * client's id the call was sent with (X-Request-ID; the gateway logs it as client_request_id).
+     */
     public String requestId() {
         return requestId;
     }

@@ -7,7 +7,7 @@ import java.util.Objects;
  * When the client tries a call again: on 429 and 503 (waiting the Retry-After the gateway sent,
  * else a growing backoff), on a FALLBACK answer to a call that asked for data, and on connection
  * failures; never on another 4xx, a 500 or a timeout. Every call of the client is safe to repeat:
- * it changes nothing on the server, and every attempt carries the same X-Request-ID.
+ * it changes nothing on the server, and every attempt carries the same client id (X-Request-ID).
  *
  * @param maxAttempts    attempts in all (1 = no retries)
  * @param deadline       the time all attempts and waits may take together; a wait that would end

@@ -7,8 +7,8 @@ import io.micrometer.observation.ObservationRegistry;
 /**
  * Each call of the client as one Micrometer observation {@value #NAME} (a timer, and a span when
  * tracing is on), across its retries. Tags: {@code llava.operation} and {@code llava.status} (a few
- * fixed values each). The gateway's request id is unbounded, so it is a high-cardinality key value:
- * on spans and in logs, never a metric tag.
+ * fixed values each). The call's request id (sent as X-Request-ID, logged by the gateway as
+ * client_request_id) is unbounded, so it is a high-cardinality key value: on spans, never a metric tag.
  */
 public final class MicrometerCallObserver implements CallObserver {
 
