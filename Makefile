@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install test java bench bench-gpu bench-admission gpu-wheels clean demo run chaos k8s-rules
+.PHONY: install test java bench bench-gpu bench-admission gpu-wheels clean demo run chaos k8s-rules docs
 
 install: $(STAMP)
 
@@ -63,6 +63,11 @@ chaos: install
 k8s-rules: install
 	$(PY) deploy/kubernetes/generate_rules.py
 	cp deploy/nginx/nginx.conf deploy/kubernetes/base/nginx.conf
+
+# docs/reference/*.md from the code, and the measured results into the pages that include them
+# (docgen/; make test fails while a generated page is stale).
+docs: install
+	$(PY) -m docgen
 
 clean:
 	rm -rf $(VENV) .pytest_cache bench/results/*.tmp

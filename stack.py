@@ -8,7 +8,9 @@ MODEL_PATH (default llava-hf/llava-v1.6-vicuna-7b-hf).
 Once the gateway reports the model ready it prints a curl example. Ctrl-C or
 SIGTERM stops the gateway, then the supervisor (which stops the model gracefully),
 each as a process group, with SIGKILL only past a deadline. If either child dies,
-the other is stopped and the exit code says so (3 = bad settings).
+the other is stopped and the exit code says so (3 = bad settings). If stack.py itself
+is killed, even by SIGKILL, the kernel sends each child SIGTERM (PR_SET_PDEATHSIG), so
+they stop as on Ctrl-C and free their ports: nothing is left running.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from pathlib import Path
 import requests
 
 from llava_common import exit_codes
+from llava_common.parent_death import die_with_parent
 from llava_common.settings import load_or_exit
 
 ROOT = Path(__file__).resolve().parent
@@ -71,8 +74,11 @@ def main(argv: list[str]) -> int:
 
 def start(argv: list[str], env: dict) -> subprocess.Popen:
     # A process group of its own: the terminal's Ctrl-C reaches only this launcher,
-    # which then stops each child in order.
-    return subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+    # which then stops each child in order. Should the launcher die first, each child
+    # gets SIGTERM, not SIGKILL: the supervisor still stops the model gracefully and
+    # gunicorn removes the metrics and cache directories it made.
+    return subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=die_with_parent(signal.SIGTERM))
 
 
 def exited(children: dict) -> int | None:

@@ -24,7 +24,8 @@ MODEL_SERVER = Path(__file__).resolve().parent / "llava_server.py"
 def parse_args(argv: list[str]) -> argparse.Namespace:
     from llava_supervisor.settings import SupervisorSettings
 
-    rows = "\n".join(f"  {env:34} {default:>10}  {text}" for env, default, text in describe(SupervisorSettings))
+    rows = "\n".join(f"  {row.env:34} {row.default:>10}  {row.help} ({row.accepts})"
+                     for row in describe(SupervisorSettings))
     parser = argparse.ArgumentParser(
         prog="supervisor.py", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Spawn, health-poll, restart and stop the model process.",

@@ -1,6 +1,6 @@
 """From records to verdicts and tables: outcomes per phase, latency percentiles,
-time to recovery, the checks, and the markdown for the README's reliability
-section."""
+time to recovery, the checks, and the markdown of chaos/RESULTS.md (which
+docs/reliability.md includes)."""
 from __future__ import annotations
 
 from collections import Counter

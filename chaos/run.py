@@ -149,7 +149,7 @@ Measured with `{command}` on {date.today().isoformat()} ({platform.machine()}, d
   SIGTERM finishes the requests it holds and refuses new connections until a new gateway
   listens.
 - Settings of the run, chosen so that faults heal in seconds: {settings}
-  (the defaults are in the settings tables above).
+  (defaults: [the settings reference](../docs/reference/settings.md)).
 """
 
 

@@ -35,25 +35,31 @@ class Metrics:
                                        ["endpoint"], buckets=LATENCY_BUCKETS, registry=r)
         self.cache_hits = Counter("llava_cache_hits", "Answers served from the cache", registry=r)
         self.cache_misses = Counter("llava_cache_misses", "Cache lookups that found nothing", registry=r)
-        self.cache_errors = Counter("llava_cache_errors", "Cache reads or writes that failed (counted as misses)",
+        self.cache_errors = Counter("llava_cache_errors",
+                                    "Cache reads or writes that failed (Redis down, a failing disk; counted as misses)",
                                     registry=r)
         self.coalesced = Counter("llava_singleflight_shared", "Requests answered by an identical request's model "
                                  "call that was already in flight", registry=r)
-        self.upstream_errors = Counter("llava_upstream_errors", "Failed model calls, by kind", ["kind"], registry=r)
+        self.upstream_errors = Counter("llava_upstream_errors", "Failed model calls, by kind: connection, timeout, "
+                                       "server_error, bad_response, breaker_open, not_ready, queue_full", ["kind"],
+                                       registry=r)
         self.upstream_time = Histogram("llava_upstream_response_time_seconds", "Duration of model calls",
                                        buckets=LATENCY_BUCKETS, registry=r)
         self.breaker_state = Gauge("llava_breaker_state", "Circuit breaker per upstream replica: 0 closed, "
                                    "1 half-open, 2 open (worst over workers)", ["upstream"],
                                    multiprocess_mode="livemax", registry=r)
-        self.in_flight = Gauge("llava_in_flight_requests", "Requests being answered by the gateway",
+        self.in_flight = Gauge("llava_in_flight_requests",
+                               "Requests being answered by the gateway (sum over live workers)",
                                multiprocess_mode="livesum", registry=r)
         self.upstream_in_flight = Gauge("llava_upstream_in_flight_requests", "Model calls in flight, by replica",
                                         ["upstream"], multiprocess_mode="livesum", registry=r)
         self.overloaded = Counter("llava_admission_rejected", "Requests refused with 429 by admission, by reason "
                                   "(queue_full: the waiting line was full; wait_timeout: no slot within "
                                   "ADMISSION_WAIT_SECONDS; pushed_out: another API key took its place in a full "
-                                  "line, this key holding the most of it)", ["reason"], registry=r)
-        self.admission_waiting = Gauge("llava_admission_waiting_requests", "Requests waiting for a model call slot",
+                                  "line, this key holding the most of it; busy: no spare thread left in the worker; "
+                                  "decode_busy: no DECODE_CONCURRENCY slot within 10 s)", ["reason"], registry=r)
+        self.admission_waiting = Gauge("llava_admission_waiting_requests",
+                                       "Requests waiting for a model call slot (sum over live workers)",
                                        multiprocess_mode="livesum", registry=r)
         self.admission_wait = Histogram("llava_admission_wait_seconds", "Time requests waited for a model call slot",
                                         buckets=LATENCY_BUCKETS, registry=r)

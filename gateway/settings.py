@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from llava_common import logs
-from llava_common.settings import boolean, choice, csv, integer, load, number, setting, text
+from llava_common.settings import accepting, boolean, choice, csv, integer, load, number, setting, text
 
 # Threads kept free of model calls and waits: cache hits, health probes, scrapes.
 SPARE_THREADS = 4
@@ -53,6 +53,7 @@ DEFAULT_FALLBACK_TIMEOUT_MESSAGE = ("Our image assistant is taking longer than u
                                     "Please try again in a few moments.")
 
 
+@accepting("http:// or https:// URLs, comma-separated")
 def urls(raw: str) -> tuple[str, ...]:
     values = tuple(url.rstrip("/") for url in csv(raw))
     if not values:
@@ -63,6 +64,7 @@ def urls(raw: str) -> tuple[str, ...]:
     return values
 
 
+@accepting("host:port entries, comma-separated")
 def host_ports(raw: str) -> tuple[str, ...]:
     """`host:port` entries: a port is required, so allowing a host never opens every
     service on it (the model process's own port on localhost, say)."""
@@ -74,6 +76,7 @@ def host_ports(raw: str) -> tuple[str, ...]:
     return entries
 
 
+@accepting("comma-separated key=weight entries, weights 0.01 to 1000")
 def weights(raw: str) -> tuple[tuple[str, float], ...]:
     """`key=weight` entries (a key may itself hold `=`: the weight follows the last one)."""
     entries = []
@@ -101,6 +104,11 @@ def is_loopback(host: str) -> bool:
 
 @dataclass(frozen=True)
 class GatewaySettings:
+    """Under gunicorn, `PROMETHEUS_MULTIPROC_DIR` (prometheus-client's own variable) may
+    name the metrics directory; it is emptied at start. Without it (`make demo`, the
+    plain gunicorn command) the gateway makes a temporary one before any worker starts
+    and removes it at exit."""
+
     model_urls: tuple = setting("MODEL_URL", ("http://127.0.0.1:8081",), urls,
                                 "Model process base URL(s), comma-separated; any server of the OpenAI chat-completions "
                                 "protocol")

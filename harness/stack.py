@@ -60,7 +60,7 @@ class DemoStack:
 
 
 # Tuned for the chaos suite's quick run: faults are detected and healed in seconds,
-# not minutes. Each value is documented in the README's settings tables.
+# not minutes. Each setting is documented in docs/reference/settings.md.
 CHAOS_SETTINGS = {
     "LLAVA_FAULTS": "1",                       # the model serves POST /_faults
     "WARMUP_REQUESTS": "1",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, Mapping, NamedTuple, TypeVar
 
 T = TypeVar("T")
 Parser = Callable[[str], Any]
@@ -71,14 +71,35 @@ def load_or_exit(cls: type[T], role: str, environ: Mapping[str, str] | None = No
         raise SystemExit(exit_codes.BOOT_ERROR) from None
 
 
-def describe(cls: type) -> list[tuple[str, str, str]]:
-    """(variable, default, description) rows, for the README and --help."""
+class Described(NamedTuple):
+    env: str
+    default: str    # as a user would write it in the environment; "" = empty
+    accepts: str    # the values the parser takes (a range, the choices, a format)
+    help: str
+
+
+def describe(cls: type) -> list[Described]:
+    """One row per setting, for docs/reference/settings.md (`make docs`) and --help."""
     rows = []
     for f in dataclasses.fields(cls):
         default = f.default
-        shown = "" if default is None else (",".join(map(str, default)) if isinstance(default, tuple) else str(default))
-        rows.append((f.metadata["env"], shown, f.metadata["help"]))
+        if isinstance(default, bool):
+            shown = "true" if default else "false"
+        elif isinstance(default, tuple):
+            shown = ",".join(map(str, default))
+        else:
+            shown = "" if default is None else str(default)
+        rows.append(Described(f.metadata["env"], shown, getattr(f.metadata["parse"], "accepts", ""),
+                              f.metadata["help"]))
     return rows
+
+
+def accepting(accepts: str) -> Callable[[Parser], Parser]:
+    """Names what a parser takes, for the settings reference; every parser says it."""
+    def mark(parse: Parser) -> Parser:
+        parse.accepts = accepts
+        return parse
+    return mark
 
 
 # ---- parsers: each raises ValueError with a message a person can act on ----
@@ -91,7 +112,7 @@ def integer(lo: int | None = None, hi: int | None = None) -> Parser:
             raise ValueError("expected a whole number") from None
         _check_range(value, lo, hi)
         return value
-    return parse
+    return accepting(_range("whole number", lo, hi))(parse)
 
 
 def number(lo: float | None = None, hi: float | None = None) -> Parser:
@@ -104,7 +125,7 @@ def number(lo: float | None = None, hi: float | None = None) -> Parser:
             raise ValueError("expected a finite number")
         _check_range(value, lo, hi)
         return value
-    return parse
+    return accepting(_range("number", lo, hi))(parse)
 
 
 def choice(*options: str) -> Parser:
@@ -113,9 +134,10 @@ def choice(*options: str) -> Parser:
         if value not in options:
             raise ValueError("expected one of " + ", ".join(options))
         return value
-    return parse
+    return accepting(", ".join(options))(parse)
 
 
+@accepting("true or false (1/0, yes/no, on/off)")
 def boolean(raw: str) -> bool:
     value = raw.lower()
     if value in ("1", "true", "yes", "on"):
@@ -125,12 +147,26 @@ def boolean(raw: str) -> bool:
     raise ValueError("expected true or false")
 
 
+@accepting("text")
 def text(raw: str) -> str:
     return raw
 
 
+@accepting("comma-separated list")
 def csv(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _range(kind: str, lo: float | None, hi: float | None) -> str:
+    if lo is not None and hi is not None:
+        return f"{_shown(lo)} to {_shown(hi)}"
+    if lo is not None:
+        return f"at least {_shown(lo)}"
+    return kind if hi is None else f"at most {_shown(hi)}"
+
+
+def _shown(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def _check_range(value: float, lo: float | None, hi: float | None) -> None:

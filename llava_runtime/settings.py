@@ -19,6 +19,9 @@ def _default_cache() -> str:
 
 @dataclass(frozen=True)
 class ModelSettings:
+    """`HF_HOME` (transformers' own) says where hub checkpoints are cached;
+    `HF_HUB_OFFLINE=1` forbids downloads."""
+
     model_path: str = setting("MODEL_PATH", DEFAULT_MODEL, text,
                               "Hugging Face id or local directory of a llava-hf LLaVA-NeXT checkpoint; `demo` = the "
                               "built-in tiny demo model")

@@ -3,13 +3,14 @@ supervisor's life, its output forwarded line by line and its last lines kept."""
 from __future__ import annotations
 
 import collections
-import ctypes
 import logging
 import os
 import signal
 import subprocess
 import sys
 import threading
+
+from llava_common.parent_death import die_with_parent
 
 log = logging.getLogger("llava_supervisor.child")
 
@@ -19,31 +20,12 @@ MAX_LINE_BYTES = 64 * 1024
 # Lines kept per stream for crash reports (more than are logged, which is a setting).
 TAIL_KEPT = 200
 
-PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
-_prctl = _libc.prctl if _libc is not None else None  # resolved here: the forked child only calls it
-
-
-def _die_with_parent(parent_pid: int):
-    """preexec_fn for the child: ask the kernel to SIGKILL it when the supervisor dies,
-    even by SIGKILL, so that a model never outlives its supervisor holding a GPU."""
-    def preexec() -> None:
-        if _prctl is not None:
-            _prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        # Belt and braces: the death signal is only armed from here on, so if the
-        # supervisor died between fork() and prctl() it will never come; and where
-        # prctl is unavailable there is no death signal at all. Then the child has
-        # already been re-parented, so getppid() tells: do not exec an orphan.
-        if os.getppid() != parent_pid:
-            os._exit(1)
-    return preexec
-
-
 class Child:
     """Implements states.ProcessPort for one command; each spawn replaces the last child.
 
-    Spawn from a thread that lives as long as the supervisor (the main thread):
-    PR_SET_PDEATHSIG fires when the *thread* that forked the child exits.
+    The child is SIGKILLed by the kernel when the supervisor dies, even by SIGKILL
+    (llava_common/parent_death.py), so a model never outlives its supervisor holding a
+    GPU. Spawn from a thread that lives as long as the supervisor (the main thread).
     """
 
     def __init__(self, argv: list[str], env: dict[str, str], name: str, out=None, err=None):
@@ -62,7 +44,7 @@ class Child:
             tail.clear()
         self.popen = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, start_new_session=True,
-                                      preexec_fn=_die_with_parent(os.getpid()))
+                                      preexec_fn=die_with_parent(signal.SIGKILL))
         self._reported = False
         pid = self.popen.pid
         self._readers = [threading.Thread(target=self._forward, args=(self.popen.stdout, "stdout", self.out, pid),

@@ -10,6 +10,11 @@ from llava_common.settings import SettingsError, choice, integer, load, number, 
 
 @dataclass(frozen=True)
 class SupervisorSettings:
+    """All other variables (`MODEL_PATH`, `SHUTDOWN_GRACE_SECONDS`, ...) pass through to
+    the child unchanged. Container stop timeouts must exceed
+    `SUPERVISOR_STOP_GRACE_SECONDS` (Docker's default is 10 s: set `stop_grace_period`;
+    Kubernetes: `terminationGracePeriodSeconds`)."""
+
     host: str = setting("SUPERVISOR_HOST", "127.0.0.1", text,
                         "Address of the supervisor's /status and /metrics (0.0.0.0 inside a container)")
     port: int = setting("SUPERVISOR_PORT", 8082, integer(0, 65535), "Port of /status and /metrics (0 = any free port)")

@@ -42,13 +42,39 @@ _SIGNAL_HINTS = {
 
 
 class State(str, enum.Enum):
-    STARTING = "STARTING"    # spawned; waiting for /health to answer 200
-    READY = "READY"          # /health answered 200; /health/live is polled
-    UNHEALTHY = "UNHEALTHY"  # stalled start or failed liveness: being terminated, then restarted
-    BACKOFF = "BACKOFF"      # the child exited unexpectedly; waiting before the next start
-    STOPPING = "STOPPING"    # asked to stop (or restart on SIGHUP); waiting for the exit
-    STOPPED = "STOPPED"      # no child, none wanted
-    FATAL = "FATAL"          # given up: the supervisor exits with exit_codes.FATAL
+    STARTING = "STARTING"
+    READY = "READY"
+    UNHEALTHY = "UNHEALTHY"
+    BACKOFF = "BACKOFF"
+    STOPPING = "STOPPING"
+    STOPPED = "STOPPED"
+    FATAL = "FATAL"
+
+
+# state -> (meaning, next): the table of docs/reference/codes.md (`make docs`).
+MEANINGS = {
+    State.STARTING: ("Child spawned; `/health` is polled until it answers 200. The start deadline is a *stall* "
+                     "deadline: it restarts whenever `/health` reports new loading progress (a changed `progress` "
+                     "object, or any changed field other than `elapsedSeconds`), so a 7B model may take minutes to "
+                     "load.",
+                     "`READY`; `UNHEALTHY` after `SUPERVISOR_START_STALL_SECONDS` without progress; `BACKOFF` / "
+                     "`FATAL` if it exits"),
+    State.READY: ("`/health` answered 200; `/health/live` is polled. After `SUPERVISOR_STABLE_SECONDS` in `READY` the "
+                  "start counts as good: the failure count and the backoff reset.",
+                  "`UNHEALTHY` after `SUPERVISOR_FAILURE_THRESHOLD` failed probes in a row; `BACKOFF` / `FATAL` if "
+                  "it exits"),
+    State.UNHEALTHY: ("The child stalled while starting or stopped answering (hung, deadlocked, SIGSTOPped): SIGTERM "
+                      "(then SIGCONT) to its group, `SUPERVISOR_STOP_GRACE_SECONDS`, then SIGKILL.",
+                      "`BACKOFF` / `FATAL` when it has exited"),
+    State.BACKOFF: ("The child exited unexpectedly; waiting `min(BACKOFF_MAX, BACKOFF_BASE x 2^(failures-1))` "
+                    "±20% jitter.", "`STARTING`"),
+    State.STOPPING: ("Stop (SIGTERM/SIGINT) or restart (SIGHUP) requested: SIGTERM (then SIGCONT) to the group, the "
+                     "grace period, then SIGKILL.", "`STOPPED`, or `STARTING` on a restart"),
+    State.STOPPED: ("No child. After a stop request the supervisor exits 0.", "—"),
+    State.FATAL: ("Given up: the child exited with the boot-error code 3, failed `SUPERVISOR_MAX_FAILED_STARTS` "
+                  "times in a row, or could not be executed. The supervisor exits with code 4 "
+                  "(exit_codes.FATAL).", "—"),
+}
 
 
 class ProcessPort(Protocol):

@@ -1,11 +1,11 @@
 """What the gateway and the supervisor rely on from a model process, written once:
 the checks that tests/test_model_contract.py runs against the real llava_server.py
 and against every fake that stands in for it, and the bodies the fakes answer
-with. Values are the README's ("Model process API": /health, the error table with
+with. Values are the documented ones (docs/model-api.md: /health; the error table with
 its Retry-After column), written here, not imported from the code under test."""
 from __future__ import annotations
 
-# README: code -> (HTTP status, Retry-After) for the codes the gateway acts on.
+# docs/model-api.md: code -> (HTTP status, Retry-After) for the codes the gateway acts on.
 REFUSALS = {"queue_full": (429, "1"), "model_loading": (503, "10"), "shutting_down": (503, "5"),
             "out_of_memory": (503, "2"), "context_length_exceeded": (400, None)}
 ERROR_FIELDS = {"message", "type", "param", "code"}

@@ -17,7 +17,7 @@ from chaos.run import run
 from tests.gateway_support import analyze, gateway, jpeg
 
 FAULTS = [name for name, phase in PHASES.items() if not name.startswith("baseline")]
-# The README's bounds ("Reliability"), written here rather than read from chaos/run.py.
+# The documented bounds (docs/reliability.md), written here rather than read from chaos/run.py.
 RECOVERY_BOUND_S = 45.0        # a fault (or its end) to the first SUCCESS after it
 MEMORY_GROWTH_BOUND = 0.20     # gateway workers' RSS, the last fault-free run over the first
 # gunicorn's graceful timeout: ADMISSION_WAIT_SECONDS + UPSTREAM_READ_TIMEOUT_SECONDS + 5 s, with the chaos

@@ -92,7 +92,7 @@ def test_auto_stays_eager_on_a_gpu_too_small_for_the_static_cache(model_settings
     from bench.gpu import TEXT_7B
 
     per_token = decode.kv_bytes_per_token(LlamaConfig(**TEXT_7B), torch.bfloat16)
-    assert per_token == 512 * 1024  # 2 x 32 layers x 4096 x 2 bytes: the README's 0.5 MiB
+    assert per_token == 512 * 1024  # 2 x 32 layers x 4096 x 2 bytes: docs/engine.md's 0.5 MiB
     gib = 2**30
     model_settings = settings_with(model_settings, max_batch_size=8)
     # 8 rows x 4,096 tokens = 16 GiB of cache: fine with 60 GiB free (an H100 after 14 GB of weights)...

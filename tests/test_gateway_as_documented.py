@@ -45,7 +45,7 @@ def documented(tmp_path_factory):
         fake.close()
 
 
-# README defaults: a model call may take up to UPSTREAM_READ_TIMEOUT_SECONDS (60 s),
+# Documented defaults: a model call may take up to UPSTREAM_READ_TIMEOUT_SECONDS (60 s),
 # longer than gunicorn's 30 s worker timeout. One call of 31 s runs while the other
 # tests of this module do; the last test collects it.
 SLOW_CALL_S = 31.0
@@ -337,7 +337,7 @@ def test_recorded_java_client_requests_are_answered(documented, name):
 
 # --------------------------------------------------------------------- defaults of issue 18
 
-# The README's defaults, written here rather than imported from the code under test.
+# The documented defaults (docs/reference/settings.md), written here rather than imported from the code under test.
 DEFAULT_WORKERS = 4
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 

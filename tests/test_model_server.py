@@ -86,7 +86,7 @@ def test_requests_while_loading_get_503_with_retry_after(demo_model_dir):
         response = analyze(url)
         assert response.status_code == 503
         assert response.json()["error"]["code"] == "model_loading"
-        assert response.headers["Retry-After"] == "10"  # README: model_loading, 503, Retry-After 10
+        assert response.headers["Retry-After"] == "10"  # docs/model-api.md: model_loading, 503, Retry-After 10
 
 
 def test_analyze_answers_a_real_jpeg(server):
@@ -256,7 +256,7 @@ def test_a_full_queue_answers_429_with_retry_after(server):
         refused = analyze(server, max_tokens=2)
         assert refused.status_code == 429
         assert refused.json()["error"]["code"] == "queue_full"
-        assert refused.headers["Retry-After"] == "1"  # README: queue_full, 429, Retry-After 1
+        assert refused.headers["Retry-After"] == "1"  # docs/model-api.md: queue_full, 429, Retry-After 1
         assert [f.result().status_code for f in [first, *queued]] == [200] * 9
 
 
@@ -264,7 +264,7 @@ def test_out_of_memory_fails_the_batch_with_503_and_the_process_serves_on(server
     requests.post(server + "/_faults", json={"mode": "oom", "count": 1}, timeout=5)
     failed = analyze(server)
     assert failed.status_code == 503 and failed.json()["error"]["code"] == "out_of_memory"
-    assert failed.headers["Retry-After"] == "2"  # README: out_of_memory, 503, Retry-After 2
+    assert failed.headers["Retry-After"] == "2"  # docs/model-api.md: out_of_memory, 503, Retry-After 2
     assert analyze(server).status_code == 200
     assert _metric(server, "llava_model_oom_events_total") >= 1
 
@@ -347,7 +347,7 @@ def test_sigterm_finishes_in_flight_requests_then_exits_zero(demo_model_dir):
         assert proc.wait(timeout=30) == exit_codes.OK
     assert draining.status_code == 503 and draining.json()["status"] == "stopping"
     assert refused.status_code == 503 and refused.json()["error"]["code"] == "shutting_down"
-    assert refused.headers["Retry-After"] == "5"  # README: shutting_down, 503, Retry-After 5
+    assert refused.headers["Retry-After"] == "5"  # docs/model-api.md: shutting_down, 503, Retry-After 5
     assert result["r"].status_code == 200
 
 
@@ -360,7 +360,7 @@ def test_the_readme_command_serves_at_the_default_settings(demo_model_dir):
     with proc:
         url = f"http://127.0.0.1:{proc.listening_port()}"
         body = proc.wait_for(url + "/health", 200, timeout=120).json()
-        # README, model process settings: ENGINE continuous, MAX_MODEL_LEN 0 = the model's
+        # docs/reference/settings.md, model process: ENGINE continuous, MAX_MODEL_LEN 0 = the model's
         # 4,096 tokens, MAX_BATCH_SIZE 32 caps the rows, CUDA graphs only on a GPU.
         assert (body["engine"], body["maxModelLen"], body["device"], body["dtype"]) == \
             ("continuous", 4096, "cpu", "float32")

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import re
 import socket
+import subprocess
+import sys
 
 import openai
 import pytest
@@ -15,7 +17,7 @@ import requests
 
 from tests.gateway_support import jpeg
 from tests.openai_support import data_url, user
-from tests.procs import poll
+from tests.procs import ROOT, child_env, poll
 
 pytest_plugins = ["tests.openai_stack"]
 pytestmark = pytest.mark.slow
@@ -45,6 +47,18 @@ def test_sdk_plain_and_streamed_answers_are_the_same_greedy_text(demo_stack):
     assert usage.completion_tokens == plain.usage.completion_tokens
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="gpt-4o-mini", messages=messages, max_tokens=4)
+
+
+def test_the_readmes_openai_sdk_example_runs_as_written(demo_stack, tmp_path):
+    """The README's Python snippet, only its address changed to the stack's free port,
+    run in a folder holding photo.jpg."""
+    snippet = re.search(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
+    assert 'base_url="http://localhost:8080/v1"' in snippet and 'model="llava-demo"' in snippet
+    (tmp_path / "photo.jpg").write_bytes(jpeg(640, 480))
+    run = subprocess.run([sys.executable, "-c", snippet.replace("http://localhost:8080", demo_stack.url)],
+                         cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.endswith("\n") and not run.stderr
 
 
 def test_a_client_that_goes_away_frees_its_row_in_the_model(demo_stack):

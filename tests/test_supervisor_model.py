@@ -20,7 +20,7 @@ def model_env(demo_model_dir):
             "SUPERVISOR_STOP_GRACE_SECONDS": "4", "SUPERVISOR_START_STALL_SECONDS": "60"}
 
 
-# README, "Recovery times (demo model, CPU, default settings)": measured with
+# docs/supervisor.md, "Recovery times (demo model, CPU, default settings)": measured with
 # `MODEL_PATH=demo WARMUP_REQUESTS=1 SUPERVISOR_STABLE_SECONDS=5 python supervisor.py`.
 DOCUMENTED_KILL_S = 6.4       # 1 s backoff (+-20 %), ~5 s process start + demo load + warmup
 DOCUMENTED_SIGSTOP_S = 24.1   # 3 failed /health/live probes of 5 s each, a graceful exit, backoff, start
