@@ -6,7 +6,7 @@ stopped when the caller goes away.
 
 Each KEY=VALUE is a setting of `make demo`'s environment (README, "Settings"); the
 rest stay at their defaults. Once the gateway finds the model ready, one line goes to
-stdout: `{"gateway": URL, "model": URL, "supervisor": URL, "pid": stack.py's pid}`.
+stdout: `{"gateway": URL, "model": URL, "supervisor": URL, "log": the stack's log file}`.
 The stack stops when stdin reaches its end (the parent closed it, or died: a JVM
 killed with SIGKILL runs no shutdown hook, but its end of the pipe still closes),
 or on SIGTERM / SIGINT. Exit 0 after a clean stop; 1 if the stack did not come up.
@@ -51,7 +51,7 @@ def main(argv: list[str]) -> int:
                   file=sys.stderr, flush=True)
             return 1
         print(json.dumps({"gateway": stack.url, "model": stack.model_url, "supervisor": stack.supervisor_url,
-                          "pid": stack.proc.popen.pid, "log": str(log)}), flush=True)
+                          "log": str(log)}), flush=True)
         stop.wait()
         return 0
     finally:
