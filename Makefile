@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install test bench bench-gpu bench-admission gpu-wheels clean demo run chaos k8s-rules docs
+.PHONY: install test java bench bench-gpu bench-admission gpu-wheels clean demo run chaos k8s-rules docs
 
 install: $(STAMP)
 
@@ -18,6 +18,11 @@ $(STAMP): requirements*.txt
 test: install
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
+
+# clients/java: unit and integration tests (each integration module starts the demo stack from .venv).
+# On the JDK that javac on PATH belongs to (Debian's default-jdk-headless: 17), whatever JAVA_HOME says.
+java: install
+	cd clients/java && JAVA_HOME="$$(dirname "$$(dirname "$$(readlink -f "$$(command -v javac)")")")" mvn -B verify
 
 # The whole stack in the foreground (supervisor + model process + gateway); Ctrl-C stops it.
 demo: install

@@ -164,7 +164,8 @@ def render(refusal: Refusal) -> Response:
     if request.accept_mimetypes.best_match(["application/json", PROBLEM_JSON]) != PROBLEM_JSON:
         return result(refusal.status, refusal.http, refusal.message)
     problem = Problem(title=HTTPStatus(refusal.http).phrase, status=refusal.http, detail=refusal.message,
-                      instance=request.path, code=refusal.status, requestId=g.get("request_id", ""))
+                      instance=request.path, code=refusal.status, requestId=g.get("request_id", ""),
+                      param=refusal.param)
     response = jsonify(problem.model_dump())
     response.status_code = refusal.http
     response.mimetype = PROBLEM_JSON

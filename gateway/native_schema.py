@@ -102,3 +102,5 @@ class Problem(BaseModel):
     instance: str = Field(description="The request path")
     code: str = Field(description="The answer status: VALIDATION_ERROR, OVERLOADED, ...")
     requestId: str
+    param: str | None = Field(None, description="The request part at fault (prompt, preset, schema, max-tokens, "
+                                                "temperature, image), when the refusal names one")

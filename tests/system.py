@@ -1,5 +1,5 @@
 """System components some tests use for real (redis-server, promtool, prometheus,
-javac, docker-compose, curl). Where one is missing a test skips, except under
+docker-compose, curl). Where one is missing a test skips, except under
 LLAVA_TESTS_STRICT=1, which .ci/run sets: there a missing component fails the
 test, and so does any other skip not marked `may_skip` (tests/conftest.py), so CI
 cannot pass by skipping."""

@@ -64,7 +64,7 @@ def test_a_rows_mask_can_be_set_again_before_the_device_read_the_last_one(loaded
     with torch.inference_mode():  # as on the engine's thread
         runner.set_mask(0, constraint)
         first = runner.bitmask[0].clone()
-        constraint.accept(loaded_demo.tokenizer.convert_tokens_to_ids("{"))  # the grammar moves on (raises if it cannot)
+        constraint.accept(loaded_demo.tokenizer.convert_tokens_to_ids("{"))  # the grammar moves on (or raises)
         runner.set_mask(0, constraint)   # no wait in between: the first copy may still be queued
         runner.set_mask(1, constraint)
         runner.io.synchronize()

@@ -12,8 +12,6 @@ from tests.procs import ROOT
 
 README = ROOT / "README.md"
 SETTINGS_PAGE = ROOT / "docs" / "reference" / "settings.md"
-# Written on another branch (issue 24); the README already points at it.
-PENDING = {ROOT / "docs" / "java.md"}
 
 
 def test_generated_docs_are_current():
@@ -69,8 +67,6 @@ def test_every_link_between_the_pages_resolves(page):
     for target in links(page):
         path, _, anchor = target.partition("#")
         resolved = (page.parent / path).resolve() if path else page
-        if resolved in PENDING:
-            continue
         if not resolved.exists():
             broken.append(target)
         elif anchor and resolved.suffix == ".md":

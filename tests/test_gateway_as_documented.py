@@ -305,8 +305,9 @@ def _recorded(name: str, image: bytes) -> dict:
 
 @pytest.mark.parametrize("name", sorted(p.name for p in RECORDED.glob("*.json")))
 def test_recorded_java_client_requests_are_answered(documented, name):
-    """Request bodies as Spring AI and LangChain4j send them (tests/recorded/README.md
-    says how they were taken), posted to the path each client uses."""
+    """Request bodies as Spring AI, LangChain4j, openai-java and llava-client send them
+    (recorded from the real libraries by clients/java's RecordedRequestsIT; README.md there),
+    posted to the path each client uses."""
     url, fake, _, _ = documented
     recorded = _recorded(name, jpeg(48, 32, (9, 9, 9)))
     response = requests.post(url + recorded["path"], json=recorded["body"], stream=True, timeout=30,
@@ -327,6 +328,10 @@ def test_recorded_java_client_requests_are_answered(documented, name):
     if any(part.get("type") == "image_url" for m in recorded["body"]["messages"]
            for part in (m["content"] if isinstance(m["content"], list) else [])):
         assert any(part.get("type") == "image_url" for part in sent["messages"][-1]["content"])
+    asked = recorded["body"].get("response_format") or {}
+    if asked.get("type") == "json_schema":  # structured output: the schema reaches the model, to be enforced
+        assert sent["response_format"]["type"] == "json_schema"
+        assert sent["response_format"]["json_schema"]["schema"] == asked["json_schema"]["schema"]
 
 
 

@@ -282,3 +282,21 @@ def test_prompt_is_trimmed_and_limits_are_inclusive(stack):
     sent = fake.payloads[-1]
     assert sent["messages"][0]["content"][1]["text"] == "y" * 1000
     assert (sent["max_tokens"], sent["temperature"]) == (1024, 2.0)
+
+
+@pytest.mark.parametrize("case, values, param", [
+    ("max-tokens 1025", {"max-tokens": "1025"}, "max-tokens"),
+    ("temperature 2.5", {"temperature": "2.5"}, "temperature"),
+    ("unknown preset", {"preset": "no-such-preset"}, "preset"),
+    ("prompt of 1001 characters", {"prompt": "x" * 1001}, "prompt"),
+], ids=lambda v: v if isinstance(v, str) and " " in v else None)
+def test_problem_details_name_the_field_at_fault(stack, case, values, param):
+    """A client that asks for problem details (the Java client does) learns which part to
+    fix: `param`, as the OpenAI face's errors carry it."""
+    url, _ = stack
+    files = {"image": ("p.jpg", save(rgb(), "JPEG"), "image/jpeg")}
+    response = requests.post(url + ANALYZE, files=files, data={"prompt": "What is this?", **values}, timeout=30,
+                             headers={"Accept": "application/problem+json, application/json;q=0.9"})
+    body = response.json()
+    assert response.status_code == 400 and response.headers["Content-Type"] == "application/problem+json", body
+    assert body["code"] == "VALIDATION_ERROR" and body["param"] == param, body

@@ -1,9 +1,16 @@
 """The harness starts children from a whitelisted environment: what a developer
 exported (API_KEYS, MAX_BATCH_SIZE, CACHE_URL) never reaches them; where packages
-are (PYTHONPATH, the GPU machine's only site) does."""
+are (PYTHONPATH, the GPU machine's only site) does. `harness.serve`, the demo stack
+for the Java integration tests, stops everything when its caller goes."""
 import json
+import os
+import signal
+import subprocess
 
-from tests.procs import Proc, child_env, python
+import pytest
+import requests
+
+from tests.procs import ROOT, Proc, child_env, descendants, python
 
 
 def test_exported_settings_do_not_reach_a_child(monkeypatch, tmp_path):
@@ -22,3 +29,27 @@ def test_exported_settings_do_not_reach_a_child(monkeypatch, tmp_path):
     assert not {"API_KEYS", "MAX_BATCH_SIZE", "CACHE_URL", "PYTHONUNBUFFERED"} & set(seen)
     assert seen["GATEWAY_PORT"] == "0" and seen["HF_HUB_OFFLINE"] == "1" and seen["PATH"] == "/usr/bin:/bin"
     assert seen["PYTHONPATH"] == str(site)
+
+
+@pytest.mark.slow
+def test_serve_prints_the_urls_and_stops_the_stack_when_stdin_ends(demo_model_dir):
+    """What clients/java's llava-test-stack relies on: settings as KEY=VALUE, one line of
+    URLs once ready, and a whole stop (exit 0, no process left, the port free) when the
+    caller's end of stdin closes, which it does even when the JVM is killed."""
+    serve = subprocess.Popen(python("-m", "harness.serve", f"DEMO_MODEL_DIR={demo_model_dir}", "WARMUP_REQUESTS=1",
+                                    "API_KEYS=k-1"), cwd=ROOT, env=child_env(), stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        urls = json.loads(serve.stdout.readline())
+        assert requests.get(urls["gateway"] + "/health/ready", timeout=10).status_code == 200
+        assert requests.get(urls["gateway"] + "/v1/models", timeout=10).status_code == 401  # API_KEYS reached it
+        stack = descendants(serve.pid)
+        assert stack
+        serve.stdin.close()
+        assert serve.wait(timeout=150) == 0
+        assert not [pid for pid in stack if os.path.exists(f"/proc/{pid}")]
+        with pytest.raises(requests.ConnectionError):
+            requests.get(urls["gateway"] + "/health/live", timeout=5)
+    finally:
+        if serve.poll() is None:
+            os.killpg(serve.pid, signal.SIGKILL)
